@@ -1,0 +1,37 @@
+# Set-up and checks for chainer-mrf. `make test` and `make demo` work on a fresh machine with
+# nothing but Python: they make a virtual environment, install pinned dependencies, fetch the
+# VGG16 weights, then run. A second run reuses all of it.
+#
+#   make test                                   Python 3.11, NumPy 1.26 (oldest supported)
+#   make test PYTHON=python3.12 DEPS=py312-numpy25 VENV=.venv312   (newest supported)
+
+PYTHON ?= python3
+DEPS ?= py311-numpy126
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WEIGHTS := models/vgg16.npz
+PYTEST_ARGS ?=
+
+.PHONY: test venv weights clean
+
+venv: $(VENV)/.installed
+
+# Chainer 7.8.1's sdist imports pkg_resources in setup.py: build it against setuptools<70,
+# without build isolation, in the venv itself.
+$(VENV)/.installed: requirements/$(DEPS).txt setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=23" "setuptools<70" wheel
+	$(PY) -m pip install -q --no-build-isolation -r requirements/$(DEPS).txt
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+	touch $@
+
+weights: $(WEIGHTS)
+
+$(WEIGHTS): | $(VENV)/.installed
+	$(PY) -m chainer_mrf.weights fetch
+
+test: $(VENV)/.installed $(WEIGHTS)
+	CHAINER_MRF_REQUIRE_WEIGHTS=1 $(PY) -m pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf .venv .venv312 build *.egg-info .pytest_cache

@@ -1,0 +1,23 @@
+"""What every command-line entry point shares: user mistakes become one line and exit code 2."""
+import sys
+
+from chainer_mrf import protowire
+
+#: Errors a user can cause (a missing or corrupt file, a bad option): reported, not traced.
+USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError,
+               protowire.DecodeError)
+
+
+def run(main, argv=None):
+    """Calls ``main(argv)`` and turns a user error into ``error: ...`` on stderr and exit code 2.
+
+    Ctrl-C exits with code 130 and no traceback; ``main``'s return value is the exit code.
+    """
+    try:
+        return main(argv)
+    except USER_ERRORS as e:
+        print('error: %s' % e, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('interrupted', file=sys.stderr)
+        return 130

@@ -1,0 +1,35 @@
+"""Atomic file writing: an output file is either complete or untouched, never half-written."""
+import contextlib
+import os
+import tempfile
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside ``path``; renames it onto ``path`` if the block succeeds.
+
+    The temporary file lives in the same folder (so the rename is atomic) and keeps the
+    extension of ``path`` (so writers that pick a format from it still work). On any error the
+    temporary file is removed and ``path`` is left as it was.
+
+    Args:
+        path (str or os.PathLike): the file to write.
+
+    Examples:
+        >>> with atomic_path('out.png') as tmp:  # doctest: +SKIP
+        ...     image.save(tmp)
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    base, ext = os.path.splitext(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix='.' + base + '.', suffix='.part' + ext, dir=folder)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, 'rb+') as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise

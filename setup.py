@@ -1,0 +1,28 @@
+"""chainer-mrf: CNNMRF image synthesis (Li & Wand, CVPR 2016) in Chainer."""
+import glob
+
+from setuptools import find_packages, setup
+
+setup(
+    name='chainer-mrf',
+    version='0.1.0',
+    description='CNNMRF style transfer and texture synthesis (Li & Wand 2016) in Chainer',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(include=['chainer_mrf', 'chainer_mrf.*']),
+    python_requires='>=3.11',
+    # Chainer 7.8.1's sdist needs pkg_resources to build: install "setuptools<70" first and
+    # pass --no-build-isolation (README, "Install").
+    install_requires=['chainer==7.8.1', 'numpy>=1.26', 'scipy', 'pillow'],
+    extras_require={
+        'gpu': ['cupy-cuda12x>=13'],
+        'test': ['pytest', 'protobuf==3.20.3'],
+    },
+    scripts=sorted(glob.glob('scripts/*.py')),
+    license='MIT',
+    classifiers=[
+        'Programming Language :: Python :: 3.11',
+        'Programming Language :: Python :: 3.12',
+        'Topic :: Scientific/Engineering :: Image Processing',
+    ],
+)
