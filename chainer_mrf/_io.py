@@ -25,6 +25,10 @@ def atomic_path(path):
     fd, tmp = tempfile.mkstemp(prefix='.' + base + '.', suffix='.part' + ext, dir=folder)
     os.close(fd)
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         yield tmp
         with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())

