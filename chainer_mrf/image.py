@@ -27,6 +27,7 @@ import struct
 import zlib
 
 import numpy
+from chainer import backend
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from chainer_mrf import _io
@@ -397,16 +398,10 @@ def resize_bilinear(array, size):
     if array.ndim < 2 or 0 in array.shape or array.dtype.kind != 'f':
         raise ValueError('resize_bilinear takes a floating-point array of shape (..., H, W) '
                          'with pixels; got %s of shape %s' % (array.dtype, array.shape))
-    xp = numpy if isinstance(array, numpy.ndarray) else _array_module(array)
+    xp = backend.get_array_module(array)
     rows = xp.asarray(_torch_linear_weights(array.shape[-2], height), dtype=array.dtype)
     cols = xp.asarray(_torch_linear_weights(array.shape[-1], width), dtype=array.dtype)
     return xp.matmul(xp.matmul(rows, array), cols.T)
-
-
-def _array_module(array):
-    """NumPy or CuPy, whichever ``array`` belongs to (imports Chainer only for non-NumPy)."""
-    import chainer.backend
-    return chainer.backend.get_array_module(array)
 
 
 def _torch_linear_weights(src_len, dst_len):
