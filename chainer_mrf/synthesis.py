@@ -122,12 +122,16 @@ def _prepare(source, config, preprocessing):
 
 
 def _device(spec):
-    spec = '@cupy:%d' % spec if isinstance(spec, int) and spec >= 0 else spec
-    spec = '@numpy' if spec == -1 else spec
+    """A Chainer device from dsanno's GPU id (negative: the CPU) or a device specifier."""
+    if isinstance(spec, int):
+        spec = '@cupy:%d' % spec if spec >= 0 else '@numpy'
+    if str(spec).startswith('@cupy') and not chainer.backends.cuda.available:
+        raise ValueError('cannot use device %s: CuPy with a working CUDA is not available '
+                         '(pip install "chainer-mrf[gpu]")' % spec)
     try:
         return chainer.get_device(spec)
-    except Exception as e:  # Chainer raises several types for a missing CuPy or CUDA
-        raise ValueError('cannot use device %r: %s' % (spec, e)) from None
+    except Exception as e:  # Chainer raises several types for a bad specifier or device
+        raise ValueError('cannot use device %s: %s' % (spec, ' '.join(str(e).split()))) from None
 
 
 def _check_layers(vgg, config):

@@ -1,0 +1,107 @@
+"""scripts/generate.py as a user runs it: outputs, trace, refusals, errors and Ctrl-C."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from chainer_mrf import image, presets
+from test_synthesis import _content, _style
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, 'scripts', 'generate.py')
+
+
+@pytest.fixture(scope='module')
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('images')
+    content, style = str(folder / 'content.png'), str(folder / 'style.jpg')
+    image.save_image(content, _content())
+    image.save_image(style, _style())
+    return content, style
+
+
+def _generate(*args, **kwargs):
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
+                          **kwargs)
+
+
+def _small(images, out_dir, *extra):
+    return ['-c', images[0], '-s', images[1], '-o', str(out_dir), '-w', '64',
+            '--resolution_num', '1', *extra]
+
+
+def test_run_writes_images_trace_and_dsanno_report(images, tmp_path, vgg16_path):
+    out = tmp_path / 'out'
+    done = _generate(*_small(images, out, '--iter', '5', '--save_iter', '2', '-m', vgg16_path))
+    assert done.returncode == 0, done.stderr
+    assert sorted(os.listdir(out)) == ['out.png', 'out_0002.png', 'out_0004.png',
+                                       'trace.jsonl']
+    assert image.load_image(str(out / 'out.png')).shape == (48, 64, 3)
+    records = [json.loads(line) for line in (out / 'trace.jsonl').read_text().splitlines()]
+    assert [r['iteration'] for r in records] == [1, 2, 3, 4, 5]
+    for r in records:
+        assert {'level', 'seconds', 'content_4_2', 'style_3_2', 'style_4_2', 'tv'} <= set(r)
+    lines = done.stdout.splitlines()
+    assert sum(line.startswith('level 1/1  iter ') for line in lines) == 5
+    assert 'epoch 4 done' in lines
+    assert lines[lines.index('epoch 4 done') + 1] == 'losses:'
+    assert lines[lines.index('epoch 4 done') + 2].startswith('  content_4_2: ')
+
+    again = _generate(*_small(images, out, '--iter', '1', '-m', vgg16_path))
+    assert again.returncode == 2
+    assert again.stderr.strip().splitlines() == [
+        'error: %s already holds out.png, out_0002.png, out_0004.png ... '
+        '(use --force to overwrite)' % out]
+    forced = _generate(*_small(images, out, '--iter', '1', '--force', '-m', vgg16_path))
+    assert forced.returncode == 0, forced.stderr
+
+
+def test_help_shows_preset_defaults():
+    done = _generate('--help')
+    assert done.returncode == 0
+    text = ' '.join(done.stdout.split())
+    p = presets.get_preset('dsanno')
+    assert '(default: %s)' % p.style_weight in text
+    assert '--style_layers STYLE_LAYERS MRF layers, comma-separated, e.g. 3_2,4_2 ' \
+           '(default: 3_2,4_2)' in text
+    assert '-w WIDTH, --width WIDTH' in text
+
+
+@pytest.mark.parametrize('change,message', [
+    (lambda a: a.__setitem__(1, '/nonexistent/content.jpg'), 'no such file'),
+    (lambda a: a.extend(['--style_layers', '3_9']), 'unknown VGG16 layer'),
+    (lambda a: a.__setitem__(a.index('64'), '40'), 'image width 40 is too small'),
+    (lambda a: a.extend(['-g', '0']), 'cannot use device'),
+    (lambda a: a.extend(['--iter', '0']), 'iterations must be a positive integer'),
+    (lambda a: a.extend(['--initial_image', 'noise']), 'initial_image must be one of'),
+])
+def test_user_mistakes_are_one_line_and_exit_2(images, tmp_path, vgg16_path, change, message):
+    args = _small(images, tmp_path / 'out', '-m', vgg16_path)
+    change(args)
+    done = _generate(*args)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], \
+        done.stderr
+    assert not (tmp_path / 'out' / 'out.png').exists()
+
+
+def test_ctrl_c_saves_the_current_image(images, tmp_path, vgg16_path):
+    out = tmp_path / 'out'
+    proc = subprocess.Popen([sys.executable, SCRIPT,
+                             *_small(images, out, '--iter', '100000', '-m', vgg16_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith('level 1/1  iter 2 '):
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130
+    assert 'interrupted at iteration' in err and 'Traceback' not in err
+    assert image.load_image(str(out / 'out.png')).shape == (48, 64, 3)
