@@ -10,6 +10,9 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['chainer_mrf', 'chainer_mrf.*']),
+    # The CUDA kernel source is compiled at run time; the images are the bundled examples.
+    package_data={'chainer_mrf': ['kernels/*.cu', 'kernels/*.h', 'data/*.png', 'data/*.jpg',
+                                  'data/CREDITS.md']},
     python_requires='>=3.11',
     # Chainer 7.8.1's sdist needs pkg_resources to build: install "setuptools<70" first and
     # pass --no-build-isolation (README, "Install").
