@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Times scripts/convert_caffemodel.py on a full-size caffemodel.
+
+Usage::
+
+    python benchmarks/convert_caffemodel.py                      # a synthetic VGG16, 528 MiB
+    python benchmarks/convert_caffemodel.py VGG_ILSVRC_16_layers.caffemodel
+    python benchmarks/convert_caffemodel.py VGG_ILSVRC_19_layers.caffemodel --arch vgg19
+
+Without a file, a synthetic caffemodel laid out as the official ``VGG_ILSVRC_16_layers.caffemodel``
+(V1 ``layers``, legacy num/channels/height/width blob shapes, the convolutions, fc6, fc7 and fc8
+with random float32 values, and the ReLU, pooling, dropout and softmax layers) is streamed to a
+temporary folder, a few MiB at a time.
+
+Each conversion runs the script in a fresh Python process, so a time includes start-up and
+imports and the peak memory is the children's ``ru_maxrss``. Linux charges a child with its
+parent's peak RSS when it starts (vfork then exec), so this process stays small and prints its
+own peak: the children's figure is only meaningful above it.
+
+The ``--repeat`` warm runs read the file as the page cache holds it (all of it after writing the
+synthetic file). The cold-ish run follows, after the file's pages were dropped from the page
+cache with ``posix_fadvise(DONTNEED)``; ``fincore`` (util-linux), where installed, reports what
+stayed resident. A virtual machine's host may still cache the disk.
+"""
+import argparse
+import math
+import os
+import platform
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy
+
+import chainer_mrf  # noqa: F401  (the package's NumPy shims, as everywhere)
+from chainer_mrf import protowire
+from chainer_mrf import weights as weights_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, 'scripts', 'convert_caffemodel.py')
+MiB = 1 << 20
+
+#: caffe.proto's V1LayerParameter.LayerType values.
+CONVOLUTION, DROPOUT, INNER_PRODUCT, POOLING, RELU, SOFTMAX = 4, 6, 14, 17, 18, 20
+#: Random values generated and written at a time (16 MiB), to keep this process small.
+CHUNK = 1 << 22
+
+
+def _header(number, size):
+    """The key and length of a length-delimited field whose ``size`` bytes follow."""
+    return protowire.encode_varint(number << 3 | protowire.LENGTH) + protowire.encode_varint(size)
+
+
+def _write_layer(f, rng, fields, shapes=()):
+    """Writes one V1 layer (NetParameter field 2) with blobs of random float32 values.
+
+    Args:
+        f: the output file.
+        rng (numpy.random.Generator): the source of values.
+        fields (list): the layer's other ``(number, value)`` fields, see
+            :func:`chainer_mrf.protowire.encode_message`.
+        shapes (sequence of tuple): one blob per shape, written with the legacy 4-d shape
+            left-padded with ones, as the official files have it. Default: none.
+    """
+    blobs = []
+    for shape in shapes:
+        count = math.prod(shape)
+        legacy = (1,) * (4 - len(shape)) + tuple(shape)
+        head = protowire.encode_message(list(zip((1, 2, 3, 4), legacy))) + _header(5, 4 * count)
+        blobs.append((_header(6, len(head) + 4 * count) + head, count))
+    head = protowire.encode_message(fields)
+    f.write(_header(2, len(head) + sum(len(h) + 4 * count for h, count in blobs)) + head)
+    for blob_head, count in blobs:
+        f.write(blob_head)
+        for start in range(0, count, CHUNK):
+            f.write(rng.standard_normal(min(CHUNK, count - start), dtype=numpy.float32)
+                    .astype('<f4', copy=False))
+
+
+def write_synthetic(path, arch='vgg16', seed=0):
+    """Writes a caffemodel laid out as the official VGG ones (see the module docstring).
+
+    Args:
+        path (str): the file to write.
+        arch (str): ``'vgg16'`` or ``'vgg19'``. Default: ``'vgg16'``.
+        seed (int): the random seed. Default: 0.
+    """
+    rng = numpy.random.default_rng(seed)
+    layers = weights_lib.conv_layers(arch)
+    with open(path, 'wb') as f:
+        f.write(protowire.encode_message([(1, 'VGG_ILSVRC_%s_layers' % arch[3:]), (3, 'data')]
+                                         + [(4, d) for d in (10, 3, 224, 224)]))
+        bottom = 'data'
+        for i, (name, cin, cout) in enumerate(layers):
+            # convolution_param: num_output, pad, kernel_size
+            conv_param = protowire.encode_message([(1, cout), (3, 1), (4, 3)])
+            _write_layer(f, rng, [(2, bottom), (3, name), (4, name), (5, CONVOLUTION),
+                                  (10, conv_param)], [(cout, cin, 3, 3), (cout,)])
+            relu = 'relu' + name[4:]
+            _write_layer(f, rng, [(2, name), (3, name), (4, relu), (5, RELU)])
+            bottom = name
+            block = name.split('_')[0][4:]
+            if i + 1 == len(layers) or not layers[i + 1][0].startswith('conv%s_' % block):
+                # pooling_param: pool MAX (0), kernel_size 2, stride 2
+                pool_param = protowire.encode_message([(1, 0), (2, 2), (3, 2)])
+                _write_layer(f, rng, [(2, name), (3, 'pool' + block), (4, 'pool' + block),
+                                      (5, POOLING), (19, pool_param)])
+                bottom = 'pool' + block
+        inputs = layers[-1][2] * 7 * 7
+        for name, outputs in (('fc6', 4096), ('fc7', 4096), ('fc8', 1000)):
+            _write_layer(f, rng, [(2, bottom), (3, name), (4, name), (5, INNER_PRODUCT),
+                                  (17, protowire.encode_message([(1, outputs)]))],
+                         [(outputs, inputs), (outputs,)])
+            if name != 'fc8':
+                _write_layer(f, rng, [(2, name), (3, name), (4, 'relu' + name[2:]), (5, RELU)])
+                _write_layer(f, rng, [(2, name), (3, name), (4, 'drop' + name[2:]),
+                                      (5, DROPOUT)])
+            bottom, inputs = name, outputs
+        _write_layer(f, rng, [(2, 'fc8'), (3, 'prob'), (4, 'prob'), (5, SOFTMAX)])
+
+
+def resident_fraction(path):
+    """The share of the file in the page cache, per ``fincore``; ``None`` without it."""
+    if not shutil.which('fincore'):
+        return None
+    done = subprocess.run(['fincore', '--bytes', '--noheadings', '--output', 'RES', path],
+                          capture_output=True, text=True)
+    if done.returncode:
+        return None
+    return int(done.stdout.split()[0]) / max(1, os.path.getsize(path))
+
+
+def drop_from_page_cache(path):
+    """Asks the kernel to forget the file's cached pages (no root needed, unlike drop_caches)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)  # dirty pages cannot be dropped
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def convert_once(path, out, arch):
+    """Runs the conversion script in a fresh process; returns its wall time in seconds."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, SCRIPT, path, out, '--arch', arch, '--force'],
+                   check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def cpu_model():
+    with open('/proc/cpuinfo') as f:
+        for line in f:
+            if line.startswith('model name'):
+                return line.split(':', 1)[1].strip()
+    return platform.processor() or 'unknown CPU'
+
+
+def describe_cache(fraction):
+    return 'unknown (no fincore)' if fraction is None else '%.0f%% resident' % (100 * fraction)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('caffemodel', nargs='?',
+                        help='the file to convert (default: a synthetic full-size model)')
+    parser.add_argument('--arch', default='vgg16', choices=('vgg16', 'vgg19'),
+                        help='architecture of the model (default: vgg16)')
+    parser.add_argument('--repeat', type=int, default=3, help='warm runs (default: 3)')
+    args = parser.parse_args(argv)
+
+    print('machine: %s, %d cores, %s %s, Python %s, NumPy %s'
+          % (cpu_model(), os.cpu_count(), platform.system(), platform.release(),
+             platform.python_version(), numpy.__version__))
+    print('date: %s' % time.strftime('%Y-%m-%d %H:%M %Z'))
+    with tempfile.TemporaryDirectory(prefix='chainer-mrf-bench-') as tmp:
+        path = args.caffemodel
+        if path is None:
+            path = os.path.join(tmp, 'synthetic_%s.caffemodel' % args.arch)
+            start = time.perf_counter()
+            write_synthetic(path, args.arch)
+            print('wrote the synthetic %s model in %.1f s'
+                  % (args.arch.upper(), time.perf_counter() - start))
+        size = os.path.getsize(path)
+        print('file: %s, %d bytes (%.1f MiB)' % (path, size, size / MiB))
+        out = os.path.join(tmp, 'out.npz')
+
+        print('warm runs: page cache %s' % describe_cache(resident_fraction(path)))
+        times = [convert_once(path, out, args.arch) for _ in range(args.repeat)]
+        best, median = min(times), statistics.median(times)
+        print('warm: best %.2f s, median %.2f s (%s), %.0f MiB/s of caffemodel at best'
+              % (best, median, ', '.join('%.2f' % t for t in times), size / MiB / best))
+
+        drop_from_page_cache(path)
+        cached = resident_fraction(path)
+        cold = convert_once(path, out, args.arch)
+        print('cold-ish: %.2f s, %.0f MiB/s, page cache before the run: %s'
+              % (cold, size / MiB / cold, describe_cache(cached)))
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print('peak RSS of a conversion: %.0f MiB (max over all runs; this process peaked at '
+          '%.0f MiB)' % (children, own))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
