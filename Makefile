@@ -2,11 +2,14 @@
 # nothing but Python: they make a virtual environment, install pinned dependencies, fetch the
 # VGG16 weights, then run. A second run reuses all of it.
 #
-#   make test                                   Python 3.11, NumPy 1.26 (oldest supported)
-#   make test PYTHON=python3.12 DEPS=py312-numpy25 VENV=.venv312   (newest supported)
+#   make test                      default environment (python3, NumPy 2.4)
+#   make demo                      stylise the bundled example (outputs in out/demo)
+#   make test DEPS=oldest VENV=.venv-oldest                          Python 3.11, NumPy 1.26
+#   make test PYTHON=python3.12 DEPS=newest VENV=.venv312            Python 3.12, NumPy 2.5
+# DEPS names a pin file in requirements/.
 
 PYTHON ?= python3
-DEPS ?= py311-numpy126
+DEPS ?= default
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WEIGHTS := models/vgg16.npz

@@ -300,7 +300,10 @@ def fetch_url(url, out, arch='vgg16', sha256=None, progress=None):
         digest = download(url, model, progress)
         if sha256 is not None and digest != sha256.lower():
             raise ValueError('%s has sha256 %s, expected %s' % (url, digest, sha256.lower()))
-        caffe.convert_caffemodel(model, out, arch)
+        try:
+            caffe.convert_caffemodel(model, out, arch)
+        except ValueError as e:  # name the URL, not the temporary file
+            raise ValueError(str(e).replace(model, url)) from None
     return digest
 
 

@@ -128,3 +128,69 @@ def test_cli_errors_are_one_line(tmp_path):
         assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], \
             done.stderr
     assert existing.read_bytes() == b'x'
+
+
+# --- the --url source, against a caffemodel served on 127.0.0.1 ------------------------------
+
+@pytest.fixture(scope='module')
+def served(tmp_path_factory):
+    """(URL of a full-size VGG16 caffemodel served on loopback, its weights, its sha256)."""
+    import functools
+    import hashlib
+    import http.server
+    import threading
+
+    from test_caffe import vgg_model, vgg_weights
+
+    folder = tmp_path_factory.mktemp('served')
+    weights = vgg_weights('vgg16')
+    data = vgg_model(weights, 'v1')
+    (folder / 'vgg16.caffemodel').write_bytes(data)
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(folder))
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = 'http://127.0.0.1:%d/' % server.server_address[1]
+    yield url, weights, hashlib.sha256(data).hexdigest(), len(data)
+    server.shutdown()
+    server.server_close()
+
+
+def test_fetch_url_converts_and_checks_sha256(served, tmp_path):
+    url, weights, digest, size = served
+    out = tmp_path / 'vgg16.npz'
+    progress = []
+    got = weights_lib.fetch_url(url + 'vgg16.caffemodel', str(out), 'vgg16', sha256=digest,
+                                progress=lambda done, total: progress.append((done, total)))
+    assert got == digest
+    assert progress[-1] == (size, size) and len(progress) >= size // (1 << 20)
+    _, loaded = weights_lib.load_weights(str(out))
+    for key, value in weights.items():
+        numpy.testing.assert_array_equal(loaded[key], value)
+
+
+def test_fetch_url_refuses_a_wrong_hash_or_a_missing_file(served, tmp_path):
+    url, _, digest, _ = served
+    out = tmp_path / 'vgg16.npz'
+    with pytest.raises(ValueError, match='has sha256 %s, expected 0000' % digest):
+        weights_lib.fetch_url(url + 'vgg16.caffemodel', str(out), sha256='0' * 64)
+    with pytest.raises(ValueError, match='cannot download .*missing.caffemodel'):
+        weights_lib.fetch_url(url + 'missing.caffemodel', str(out))
+    with pytest.raises(ValueError, match='^%svgg16.caffemodel: missing VGG19 convolution '
+                                         'layers conv3_4' % url):
+        weights_lib.fetch_url(url + 'vgg16.caffemodel', str(out), 'vgg19')
+    assert not os.listdir(tmp_path)
+
+
+def test_cli_fetch_url_prints_progress_and_hash(served, tmp_path):
+    url, _, digest, _ = served
+    out = tmp_path / 'vgg16.npz'
+    done = _cli('fetch', '--url', url + 'vgg16.caffemodel', '--sha256', digest, '--out', str(out))
+    assert done.returncode == 0, done.stderr
+    assert 'downloading' in done.stderr and '(100%)' in done.stderr
+    assert 'sha256 %s' % digest in done.stdout
+    assert weights_lib.load_weights(str(out))[0] == 'vgg16'
