@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 WEIGHTS := models/vgg16.npz
 PYTEST_ARGS ?=
 
-.PHONY: test venv weights clean
+.PHONY: test demo venv weights clean
 
 venv: $(VENV)/.installed
 
@@ -36,5 +36,11 @@ $(WEIGHTS): | $(VENV)/.installed
 test: $(VENV)/.installed $(WEIGHTS)
 	CHAINER_MRF_REQUIRE_WEIGHTS=1 $(PY) -m pytest tests $(PYTEST_ARGS)
 
+# The main job on the bundled example: dsanno's defaults (256 px wide, 3 levels x 100 steps).
+DEMO_OUT ?= out/demo
+demo: $(VENV)/.installed $(WEIGHTS)
+	$(PY) scripts/generate.py -c chainer_mrf/data/content_chelsea.png \
+		-s chainer_mrf/data/style_hubble_deep_field.png -o $(DEMO_OUT) --force
+
 clean:
-	rm -rf .venv .venv312 build *.egg-info .pytest_cache
+	rm -rf .venv .venv-oldest .venv312 build *.egg-info .pytest_cache
