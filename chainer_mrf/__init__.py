@@ -1,6 +1,7 @@
 """chainer-mrf: CNNMRF image synthesis (Li & Wand, CVPR 2016) in Chainer.
 
-Public names: :class:`VGG16`, :class:`VGG19`, :func:`load_image`, :func:`save_image`.
+Public names: :func:`synthesize`, :func:`get_preset`, :class:`VGG16`, :class:`VGG19`,
+:func:`load_image`, :func:`save_image`.
 """
 import importlib
 
@@ -9,6 +10,8 @@ from chainer_mrf import _compat  # noqa: F401  (must run before chainer is impor
 # Public name -> module. Imported on first use, so that ``import chainer_mrf`` stays light and
 # ``python -m chainer_mrf.weights`` does not find its own module imported by the package.
 _PUBLIC = {
+    'synthesize': 'chainer_mrf.synthesis',
+    'get_preset': 'chainer_mrf.presets',
     'VGG16': 'chainer_mrf.vgg',
     'VGG19': 'chainer_mrf.vgg',
     'load_image': 'chainer_mrf.image',
