@@ -9,33 +9,81 @@ import os
 import sys
 
 from chainer_mrf import image, presets
-from chainer_mrf.synthesis import synthesize
+from chainer_mrf.synthesis import network, synthesize
 
-#: (flags, preset field, type, help). Flags and short options are dsanno's.
+def _numbers(kind):
+    """Parses one number or a comma-separated list (one value per level or layer)."""
+    def parse(text):
+        values = tuple(kind(v) for v in text.split(','))
+        return values[0] if len(values) == 1 else values
+    parse.__name__ = kind.__name__ + ' list'
+    return parse
+
+
+def _size(text):
+    width, sep, height = text.lower().partition('x')
+    if not sep:
+        raise ValueError('size must be WIDTHxHEIGHT, e.g. 384x256')
+    return int(width), int(height)
+
+
+def _optional_float(text):
+    return None if text.lower() == 'none' else float(text)
+
+
+def _shown(value):
+    if isinstance(value, tuple):
+        return ','.join(presets.short_name(v) if isinstance(v, str) else str(v) for v in value)
+    return 'none' if value is None else value
+
+
+#: (flags, preset field, type, help). dsanno's flags first, then the authors' names.
 _OPTIONS = [
-    (('-t', '--type'), 'arch', str, 'network: vgg16 or vgg19'),
+    (('-t', '--type'), 'arch', str, 'network: vgg16, vgg19 or auto'),
     (('-m', '--model'), 'model', str, 'weights file (.npz); default models/<type>.npz'),
-    (('--iter',), 'iterations', int, 'iterations per resolution'),
+    (('--iter', '--num_iter'), 'iterations', _numbers(int),
+     'iterations per resolution: one value, or one per level'),
     (('--save_iter',), 'save_iter', int, 'save an image every this many iterations'),
     (('--lr',), 'lr', float, 'L-BFGS step (or Adam alpha)'),
     (('--optimizer',), 'optimizer', str, 'lbfgs or adam'),
     (('--content_weight',), 'content_weight', float, 'content term weight'),
-    (('--style_weight',), 'style_weight', float, 'MRF term weight (per layer)'),
+    (('--style_weight', '--mrf_weight'), 'style_weight', _numbers(float),
+     'MRF term weight: one value, or one per layer'),
     (('--tv_weight',), 'tv_weight', float, 'regulariser weight'),
-    (('-w', '--width'), 'width', int, 'width of the content and style images'),
+    (('-w', '--width'), 'width', int, 'image width (width size rule)'),
+    (('--max_size',), 'max_size', int, 'longer side (max_size size rule)'),
+    (('--size',), 'size', _size, 'texture synthesis: output WIDTHxHEIGHT'),
     (('--content_layers',), 'content_layers', str, 'content layers, e.g. 4_2 or relu4_2'),
-    (('--style_layers',), 'style_layers', str, 'MRF layers, comma-separated, e.g. 3_2,4_2'),
-    (('--initial_image',), 'initial_image', str, 'content or random'),
-    (('--resolution_num',), 'resolution_num', int, 'number of resolutions, 1 to 3'),
+    (('--style_layers', '--mrf_layers'), 'style_layers', str,
+     'MRF layers, comma-separated, e.g. 3_2,4_2'),
+    (('--patch_size',), 'patch_size', int, 'MRF patch side'),
+    (('--num_rotation',), 'num_rotation', int, 'style copies rotated by -R..R steps'),
+    (('--num_scale',), 'num_scale', int, 'style copies scaled by -S..S steps'),
+    (('--sample_stride',), 'sample_stride', int, 'grid step of the style patches'),
+    (('--synthesis_stride',), 'synthesis_stride', int, 'grid step of the synthesised patches'),
+    (('--confidence_threshold',), 'confidence_threshold', _optional_float,
+     'drop patches whose best cosine is below this (none: keep all)'),
+    (('--initial_image',), 'initial_image', str, 'content, random or an image path'),
+    (('--resolution_num', '--num_res'), 'resolution_num', int, 'number of resolutions, 1 to 3'),
+    (('--memory_budget',), 'memory_budget', int, 'bytes for the matching scores at once'),
+    (('--bank_dtype',), 'bank_dtype', str, 'float32 or float16 style patch storage'),
     (('--seed',), 'seed', int, 'seed of the random initial image'),
 ]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one ``error:`` line and exit code 2, as all others."""
+
+    def error(self, message):
+        raise ValueError(message)
+
+
 def _parser(preset):
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog='generate.py',
-        description='CNNMRF style transfer (Li & Wand 2016) with chainer-mrf.')
-    parser.add_argument('-c', '--content', required=True, help='content image')
+        description='CNNMRF style transfer and texture synthesis (Li & Wand 2016) with '
+                    'chainer-mrf. Without --content it synthesises a texture.')
+    parser.add_argument('-c', '--content', help='content image (omit for texture synthesis)')
     parser.add_argument('-s', '--style', required=True, help='style image')
     parser.add_argument('-o', '--out_dir', default='output', help='output folder (default: '
                                                                   'output)')
@@ -47,10 +95,8 @@ def _parser(preset):
                         help='overwrite the images and trace of an earlier run in out_dir')
     for flags, field, kind, text in _OPTIONS:
         default = getattr(preset, field)
-        if isinstance(default, tuple):
-            default = ','.join(presets.short_name(name) for name in default)
         parser.add_argument(*flags, dest=field, type=kind, default=default,
-                            help='%s (default: %s)' % (text, default))
+                            help='%s (default: %s)' % (text, _shown(default)))
     return parser
 
 
@@ -102,15 +148,22 @@ class _Reporter:
 def main(argv=None):
     """Runs ``generate.py``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    first = argparse.ArgumentParser(add_help=False)
+    first = _Parser(add_help=False)
     first.add_argument('--preset', default='dsanno')
     known, _ = first.parse_known_args(argv)
     args = _parser(presets.get_preset(known.preset)).parse_args(argv)
     options = {field: getattr(args, field) for _, field, _, _ in _OPTIONS}
     config = presets.get_preset(args.preset).replace(**options)  # checks every value first
     # Loaded here so that a missing or unreadable image fails before anything is written.
-    content, style = image.load_image(args.content), image.load_image(args.style)
+    content = None if args.content is None else image.load_image(args.content)
+    style = image.load_image(args.style)
+    if config.initial_image not in ('content', 'random'):
+        image.load_image(config.initial_image)
+    arch, path = network(config)
     _outputs(args.out_dir, args.force)
+    print('%s with the %s preset; network %s (%s)' % (
+        'texture synthesis' if content is None else 'style transfer', config.name,
+        arch.upper(), path), flush=True)
     with open(os.path.join(args.out_dir, 'trace.jsonl'), 'w') as trace:
         reporter = _Reporter(args.out_dir, config.save_iter, trace)
         try:

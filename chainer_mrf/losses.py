@@ -127,7 +127,7 @@ def mrf_loss(patches, target, weight=0.2, coverage=None):
     return SquaredError(target, 0.5 * weight, coverage).apply((patches,))[0]
 
 
-def patch_coverage(extract, feature):
+def patch_coverage(extract, feature, keep=None):
     """How many extracted patches cover the feature pixel of each patch element.
 
     Works with any extraction that copies feature elements into patch elements (im2col on any
@@ -141,6 +141,10 @@ def patch_coverage(extract, feature):
             matrix, e.g. ``lambda f: extract_patches(f, 3, stride=2)``.
         feature (array or chainer.Variable): a feature map; only its shape, dtype and device
             are used.
+        keep (array or None): bool per patch; only the patches kept are counted (the authors
+            leave out patches under the confidence threshold). A pixel no kept patch covers
+            counts 1, so nothing divides by zero (its patches' differences are zero anyway).
+            ``None`` counts every patch. Default: ``None``.
 
     Returns:
         array: ``extract``'s output for the count map, on ``feature``'s device, for
@@ -154,9 +158,11 @@ def patch_coverage(extract, feature):
     probe = chainer.Variable(xp.zeros(feature.shape, dtype=feature.dtype))
     with chainer.using_config('enable_backprop', True):
         patches = extract(probe)
-    patches.grad = xp.ones_like(patches.array)
+    ones = xp.ones_like(patches.array)
+    patches.grad = ones if keep is None else ones * keep[:, None]
     patches.backward()
-    return chainer.as_array(extract(probe.grad))
+    counts = chainer.as_array(extract(probe.grad))
+    return counts if keep is None else xp.maximum(counts, 1)
 
 
 def content_loss(features, target, weight=1.0):

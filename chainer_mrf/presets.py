@@ -30,41 +30,84 @@ def short_name(name):
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """The options of one synthesis, with the defaults of dsanno's ``run_mrf.py``.
+    """The options of one synthesis. Field defaults are dsanno's ``run_mrf.py``; :data:`CNNMRF`
+    holds the authors' ``run_trans.lua`` / ``run_syn.lua``.
+
+    Fields that name a strategy say how the two originals differ; the numbers in brackets are
+    the authors' values where they differ from dsanno's.
 
     Args:
         name (str): the preset's name. Default: ``'dsanno'``.
-        arch (str): network, ``'vgg16'`` or ``'vgg19'``. Default: ``'vgg16'``.
+        arch (str): network, ``'vgg16'``, ``'vgg19'`` or ``'auto'`` (VGG19 where its weights
+            were converted, else VGG16). Default: ``'vgg16'`` [``'auto'``].
         model (str or None): weights file; ``None`` takes ``models/<arch>.npz``. Default:
             ``None``.
         pooling (str): ``'max'`` or ``'average'``. Default: ``'max'``.
-        preprocessing (str): ``'dsanno'`` (0-255, mean (104, 117, 124)) or ``'cnnmrf'``.
-            Default: ``'dsanno'``.
-        width (int): content and style are resized to this width, heights following the
-            aspect ratio (dsanno's ``-w``). Default: 256.
-        resolution_num (int): pyramid levels, 1 to 3 (strides 4, 2, 1; a level narrower than
-            64 pixels is skipped). Default: 3.
-        iterations (int): optimiser steps per level (dsanno's ``--iter``). Default: 100.
+        preprocessing (str): ``'dsanno'`` (0-255, mean (104, 117, 124)) or ``'cnnmrf'``
+            ([0, 1] x 256, mean (103.939, 116.779, 123.68)). Default: ``'dsanno'``.
+        size_rule (str): ``'width'`` (content and style resized to ``width``, heights following
+            the aspect ratio, with Pillow's bilinear filter) or ``'max_size'`` (longer side
+            ``max_size``, Torch's bilinear rule). Default: ``'width'`` [``'max_size'``].
+        width (int): the width of the ``'width'`` rule (dsanno's ``-w``). Default: 256.
+        max_size (int): the longer side of the ``'max_size'`` rule. Default: 384.
+        texture_style_scale (float): in texture synthesis (no content), the style image is
+            resized to this fraction of the width or longer side. Default: 1.0 [0.5].
+        size (tuple or None): texture synthesis only: the output's (width, height); ``None``
+            takes the style image's shape at the full width or longer side. Default: ``None``.
+        pyramid (str): ``'subsample'`` (levels ``x[..., ::s, ::s]`` for s = 4, 2, 1, a level
+            narrower than 64 pixels skipped, results doubled by repetition) or ``'resize'``
+            (levels of size ceil(size / s), bilinear resizes, results resized bilinearly).
+            Default: ``'subsample'`` [``'resize'``].
+        resolution_num (int): pyramid levels, 1 to 3. Default: 3.
+        iterations (int or tuple of int): optimiser steps per level; a tuple gives one value
+            per level, coarsest first. Default: 100.
         save_iter (int): the command line saves an image every this many steps, counted
             across levels. Default: 10.
         optimizer (str): ``'lbfgs'`` (fixed step, no line search) or ``'adam'``. Default:
             ``'lbfgs'``.
         lr (float): L-BFGS step or Adam's alpha. Default: 1.0.
-        lbfgs_history (int): L-BFGS pairs kept. Default: 10.
+        lbfgs_history (int): L-BFGS pairs kept. Default: 10 [25].
+        lbfgs_ys_floor (float): y's floor in L-BFGS's rho. Default: 1e-5 [0].
+        lbfgs_scale_first_step (bool): scale the first step by min(1, 1/|g|_1). Default:
+            ``False`` [``True``].
         content_layers (tuple of str): layers of the content term. Default: ``('relu4_2',)``.
-        content_weight (float): weight of the content term (mean squared error). Default: 1.0.
-        style_layers (tuple of str): layers of the MRF term. Default:
-            ``('relu3_2', 'relu4_2')``.
-        style_weight (float): weight of the MRF term of each layer (mean squared error to the
-            matched patches). Default: 0.2.
-        tv_weight (float): weight of the regulariser (sum of squared neighbour differences).
-            Default: 1e-5.
+        content_weight (float): weight of the content term (mean squared error). Default: 1.0
+            [2e1].
+        style_layers (tuple of str): layers of the MRF term. Default: ``('relu3_2',
+            'relu4_2')`` [``('relu3_1', 'relu4_1')``].
+        style_weight (float or tuple of float): weight of the MRF term, one for every layer or
+            one per layer. Default: 0.2 [1e-4].
+        overlap (str): how a feature pixel's gradient combines the patches covering it:
+            ``'sum'`` (dsanno: mean squared error through the extraction) or ``'average'``
+            (the authors: summed, then divided by the number of patches). Default: ``'sum'``
+            [``'average'``].
+        tv_weight (float): weight of the regulariser. Default: 1e-5 [1e-3].
+        tv_variant (str): ``'dsanno'`` (every neighbour pair) or ``'cnnmrf'`` (1/2, the
+            top-left (H-1) x (W-1) block, as Torch's TVLoss). Default: ``'dsanno'``
+            [``'cnnmrf'``].
         patch_size (int): side of the MRF patches. Default: 3.
-        initial_image (str): ``'content'`` or ``'random'`` (uniform +-20 around the mean).
-            Default: ``'content'``.
+        sample_stride (int): grid step of the style patches (last row and column always
+            included). Default: 1 [2].
+        synthesis_stride (int): grid step of the synthesised patches that are matched and
+            receive a gradient (last row and column always included). Default: 1 [2].
+        num_rotation (int): R: style copies rotated by r x ``rotation_step`` degrees for
+            r = -R..R. Default: 0 [1].
+        num_scale (int): S: style copies scaled by ``scale_step`` ** s for s = -S..S.
+            Default: 0 [1].
+        rotation_step (float): degrees between rotated copies. Default: 7.5.
+        scale_step (float): factor between scaled copies. Default: 1.05.
+        confidence_threshold (float or None): a synthesised patch whose best cosine similarity
+            is below this gets no MRF gradient; ``None`` keeps every patch. Default: ``None``
+            [0.0].
+        initial_image (str): ``'content'``, ``'random'`` or the path of an image. Default:
+            ``'content'``.
+        noise (str): the random start: ``'uniform'`` (+-20 around the mean) or ``'normal'``
+            (0.001 x standard normal). Default: ``'uniform'`` [``'normal'``].
         memory_budget (int): bytes the patch-matching scores may take at once. Default:
             256 MiB.
-        seed (int or None): seed of the random initial image. Default: ``None``.
+        bank_dtype (str): storage of the normalised style patches, ``'float32'`` or
+            ``'float16'`` (scores are float32 either way). Default: ``'float32'``.
+        seed (int or None): seed of the random start. Default: ``None``.
     """
 
     name: str = 'dsanno'
@@ -72,21 +115,39 @@ class Preset:
     model: typing.Optional[str] = None
     pooling: str = 'max'
     preprocessing: str = 'dsanno'
+    size_rule: str = 'width'
     width: int = 256
+    max_size: int = 384
+    texture_style_scale: float = 1.0
+    size: typing.Optional[typing.Tuple[int, int]] = None
+    pyramid: str = 'subsample'
     resolution_num: int = 3
-    iterations: int = 100
+    iterations: typing.Union[int, typing.Tuple[int, ...]] = 100
     save_iter: int = 10
     optimizer: str = 'lbfgs'
     lr: float = 1.0
     lbfgs_history: int = 10
+    lbfgs_ys_floor: float = 1e-5
+    lbfgs_scale_first_step: bool = False
     content_layers: typing.Tuple[str, ...] = ('relu4_2',)
     content_weight: float = 1.0
     style_layers: typing.Tuple[str, ...] = ('relu3_2', 'relu4_2')
-    style_weight: float = 0.2
+    style_weight: typing.Union[float, typing.Tuple[float, ...]] = 0.2
+    overlap: str = 'sum'
     tv_weight: float = 1e-5
+    tv_variant: str = 'dsanno'
     patch_size: int = 3
+    sample_stride: int = 1
+    synthesis_stride: int = 1
+    num_rotation: int = 0
+    num_scale: int = 0
+    rotation_step: float = 7.5
+    scale_step: float = 1.05
+    confidence_threshold: typing.Optional[float] = None
     initial_image: str = 'content'
+    noise: str = 'uniform'
     memory_budget: int = 256 << 20
+    bank_dtype: str = 'float32'
     seed: typing.Optional[int] = None
 
     def __post_init__(self):
@@ -95,6 +156,12 @@ class Preset:
             if isinstance(value, str):
                 value = value.split(',')
             object.__setattr__(self, field, tuple(layer_name(v) for v in value if v.strip()))
+        for field in ('iterations', 'style_weight'):
+            value = getattr(self, field)
+            if isinstance(value, list):
+                object.__setattr__(self, field, tuple(value))
+        if isinstance(self.size, list):
+            object.__setattr__(self, 'size', tuple(self.size))
         self._check()
 
     def replace(self, **options):
@@ -110,37 +177,96 @@ class Preset:
                 ', '.join(unknown), ', '.join(f.name for f in dataclasses.fields(self))))
         return dataclasses.replace(self, **options)
 
+    def per_level(self, levels):
+        """Steps for each of the last ``levels`` levels (dsanno skips the coarsest ones)."""
+        if isinstance(self.iterations, int):
+            return [self.iterations] * levels
+        return list(self.iterations[-levels:])
+
+    def per_layer_weights(self):
+        """The MRF weight of each style layer, in order."""
+        if isinstance(self.style_weight, tuple):
+            return list(self.style_weight)
+        return [self.style_weight] * len(self.style_layers)
+
     def _check(self):
-        choices = {'arch': ('vgg16', 'vgg19'), 'pooling': ('max', 'average'),
-                   'preprocessing': ('dsanno', 'cnnmrf'), 'optimizer': ('lbfgs', 'adam'),
-                   'initial_image': ('content', 'random')}
+        choices = {'arch': ('vgg16', 'vgg19', 'auto'), 'pooling': ('max', 'average'),
+                   'preprocessing': ('dsanno', 'cnnmrf'), 'size_rule': ('width', 'max_size'),
+                   'pyramid': ('subsample', 'resize'), 'optimizer': ('lbfgs', 'adam'),
+                   'overlap': ('sum', 'average'), 'tv_variant': ('dsanno', 'cnnmrf'),
+                   'noise': ('uniform', 'normal'), 'bank_dtype': ('float32', 'float16')}
         for field, allowed in choices.items():
             if getattr(self, field) not in allowed:
                 raise ValueError('%s must be one of %s, got %r'
                                  % (field, ', '.join(allowed), getattr(self, field)))
-        positive = {'width': 1, 'iterations': 1, 'save_iter': 1, 'lbfgs_history': 1,
-                    'patch_size': 1, 'memory_budget': 1}
-        for field, low in positive.items():
-            value = getattr(self, field)
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ValueError('%s must be a positive integer, got %r' % (field, value))
+        for field in ('width', 'max_size', 'save_iter', 'lbfgs_history', 'patch_size',
+                      'sample_stride', 'synthesis_stride', 'memory_budget'):
+            _check_int(field, getattr(self, field), low=1)
+        for field in ('num_rotation', 'num_scale'):
+            _check_int(field, getattr(self, field), low=0)
         if self.resolution_num not in (1, 2, 3):
             raise ValueError('resolution_num must be 1, 2 or 3, got %r' % (self.resolution_num,))
-        for field in ('lr', 'content_weight', 'style_weight', 'tv_weight'):
-            value = getattr(self, field)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not (
-                    value >= 0 and value < float('inf')):
-                raise ValueError('%s must be a finite number >= 0, got %r' % (field, value))
-        if self.lr == 0:
-            raise ValueError('lr must be positive')
+        if isinstance(self.iterations, tuple):
+            if len(self.iterations) != self.resolution_num:
+                raise ValueError('iterations has %d values for %d levels (give one value, or '
+                                 'one per level)' % (len(self.iterations), self.resolution_num))
+            for value in self.iterations:
+                _check_int('iterations', value, low=1)
+        else:
+            _check_int('iterations', self.iterations, low=1)
         if not self.style_layers:
             raise ValueError('style_layers is empty: the MRF term needs at least one layer')
-        if self.seed is not None and (not isinstance(self.seed, int) or self.seed < 0):
-            raise ValueError('seed must be a non-negative integer, got %r' % (self.seed,))
+        weights = self.style_weight if isinstance(self.style_weight, tuple) else (
+            self.style_weight,)
+        if isinstance(self.style_weight, tuple) and len(weights) != len(self.style_layers):
+            raise ValueError('style_weight has %d values for %d style layers (give one value, '
+                             'or one per layer)' % (len(weights), len(self.style_layers)))
+        for value in weights:
+            _check_number('style_weight', value)
+        for field in ('lr', 'content_weight', 'tv_weight', 'lbfgs_ys_floor', 'rotation_step'):
+            _check_number(field, getattr(self, field))
+        for field in ('lr', 'texture_style_scale', 'scale_step'):
+            _check_number(field, getattr(self, field), positive=True)
+        if self.confidence_threshold is not None:
+            _check_number('confidence_threshold', self.confidence_threshold, low=-1.0)
+        if self.size is not None:
+            if len(self.size) != 2:
+                raise ValueError('size must be (width, height), got %r' % (self.size,))
+            for value in self.size:
+                _check_int('size', value, low=1)
+        if not isinstance(self.lbfgs_scale_first_step, bool):
+            raise ValueError('lbfgs_scale_first_step must be True or False')
+        if self.seed is not None:
+            _check_int('seed', self.seed, low=0)
+        if not isinstance(self.initial_image, str) or not self.initial_image:
+            raise ValueError('initial_image must be content, random or an image path')
 
+
+def _check_int(field, value, low):
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ValueError('%s must be an integer >= %d, got %r' % (field, low, value))
+
+
+def _check_number(field, value, low=0.0, positive=False):
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not (
+            low <= value < float('inf')) or (positive and value == 0):
+        raise ValueError('%s must be a finite number %s %s, got %r'
+                         % (field, '>' if positive else '>=', low, value))
+
+
+#: The authors' Torch code (chuanli11/CNNMRF, ``run_trans.lua`` test 1 and ``run_syn.lua``).
+CNNMRF = Preset(
+    name='cnnmrf', arch='auto', preprocessing='cnnmrf', size_rule='max_size', max_size=384,
+    texture_style_scale=0.5, pyramid='resize', resolution_num=3, iterations=100,
+    lbfgs_history=25, lbfgs_ys_floor=0.0, lbfgs_scale_first_step=True,
+    content_layers=('relu4_2',), content_weight=2e1, style_layers=('relu3_1', 'relu4_1'),
+    style_weight=1e-4, overlap='average', tv_weight=1e-3, tv_variant='cnnmrf',
+    sample_stride=2, synthesis_stride=2, num_rotation=1, num_scale=1,
+    confidence_threshold=0.0, noise='normal')
 
 PRESETS = {
     'dsanno': Preset(),
+    'cnnmrf': CNNMRF,
 }
 
 

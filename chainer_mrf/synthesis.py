@@ -2,8 +2,12 @@
 
 The library never prints or writes files: it reports each step through ``callback`` and returns
 the image; ``scripts/generate.py`` turns the steps into progress lines, saved images and a trace.
+Everything that differs between the originals comes from the preset's fields
+(:class:`chainer_mrf.presets.Preset`).
 """
 import dataclasses
+import math
+import os
 import time
 import typing
 
@@ -11,7 +15,8 @@ import chainer
 import numpy
 
 from chainer_mrf import image as image_lib
-from chainer_mrf import losses, matching, patches, presets, pyramid
+from chainer_mrf import losses, matching, patches, presets, pyramid, style_copies
+from chainer_mrf import weights as weights_lib
 from chainer_mrf.optimizers import LBFGS
 from chainer_mrf.vgg import VGG
 
@@ -50,13 +55,18 @@ class Step:
 
 
 def synthesize(content, style, *, preset='dsanno', device=-1, callback=None, **options):
-    """Stylises ``content`` with the MRF of ``style`` (Li & Wand 2016), coarse to fine.
+    """Synthesises an image with the MRF of ``style`` (Li & Wand 2016), coarse to fine.
+
+    With a ``content`` image this is style transfer; with ``content=None`` it is texture
+    synthesis: no content term, a random start, the output ``size`` option.
 
     Args:
-        content (str or PIL.Image.Image or numpy.ndarray): the content image (a path, a
-            Pillow image or an RGB array; see :func:`chainer_mrf.image.load_image`).
+        content (str or PIL.Image.Image or numpy.ndarray or None): the content image (a path,
+            a Pillow image or an RGB array; see :func:`chainer_mrf.image.load_image`), or
+            ``None`` for texture synthesis.
         style (str or PIL.Image.Image or numpy.ndarray): the style image, likewise.
-        preset (str or presets.Preset): whose defaults to use. Default: ``'dsanno'``.
+        preset (str or presets.Preset): whose defaults to use, ``'dsanno'`` or ``'cnnmrf'``.
+            Default: ``'dsanno'``.
         device (int or str): ``-1`` for the CPU, a GPU id (``0``) or a Chainer device
             specifier (``'@cupy:0'``). Default: ``-1``.
         callback (callable or None): called with a :class:`Step` after every optimiser step.
@@ -65,8 +75,8 @@ def synthesize(content, style, *, preset='dsanno', device=-1, callback=None, **o
             ``width``, ``style_weight``, ``seed`` ...), overriding the preset's value.
 
     Returns:
-        numpy.ndarray: the result, RGB ``uint8`` of shape (H, W, 3), H and W those of the
-        resized content image.
+        numpy.ndarray: the result, RGB ``uint8`` of shape (H, W, 3): the resized content's
+        size, or ``size`` in texture synthesis.
 
     Raises:
         ValueError: for an unknown option, an impossible value, an unknown layer, an image
@@ -75,50 +85,120 @@ def synthesize(content, style, *, preset='dsanno', device=-1, callback=None, **o
 
     Examples:
         >>> result = synthesize('photo.jpg', 'painting.jpg', iterations=50)  # doctest: +SKIP
-        >>> save_image('out.png', result)  # doctest: +SKIP
+        >>> texture = synthesize(None, 'gravel.png', preset='cnnmrf')  # doctest: +SKIP
     """
     config = presets.get_preset(preset).replace(**options)
+    if content is None:
+        config = config.replace(content_layers=(), initial_image=(
+            'random' if config.initial_image == 'content' else config.initial_image))
     preprocessing = _PREPROCESSING[config.preprocessing]
-    content_x, style_x = (_prepare(source, config, preprocessing) for source in (content, style))
+    style_rgb = image_lib.load_image(style)
+    content_x, style_x, shape = _prepare_inputs(
+        None if content is None else image_lib.load_image(content), style_rgb, config,
+        preprocessing)
+    start_x = _full_start(content_x, shape, config, preprocessing)
     dev = _device(device)
-    vgg = VGG(config.model, arch=config.arch, pooling=config.pooling)
+    arch, path = network(config)
+    vgg = VGG(path, arch=arch, pooling=config.pooling)
     _check_layers(vgg, config)
     vgg.to_device(dev)
-    levels = pyramid.SubsamplePyramid(config.resolution_num)
-    strides = levels.strides(content_x.shape[3])
+    levels = pyramid.PYRAMIDS[config.pyramid](config.resolution_num)
+    factors = levels.factors(shape[1])
     rng = numpy.random.RandomState(config.seed)
     optimizer = _optimizer(config)
     x = None
     iteration = 0
-    for level, stride in enumerate(strides):
-        level_content = dev.send(levels.level(content_x, stride))
-        level_style = dev.send(levels.level(style_x, stride))
-        content_targets, banks = _level_targets(vgg, level_content, level_style, config)
+    for level, (factor, steps) in enumerate(zip(factors, config.per_level(len(factors)))):
+        level_shape = levels.level_shape(shape, factor)
         if x is None:
-            x = _initial_image(level_content, config, rng, dev)
+            # A copy: the optimiser updates x in place, and a level may be a view of start_x.
+            x = (dev.send(levels.level(start_x, factor)).copy() if start_x is not None
+                 else _noise(level_shape, config, rng, dev))
         else:
-            x = levels.upsample(x, level_content.shape[2:])
+            x = levels.upsample(x, level_shape)
+        terms = _Energy(vgg, config, dev,
+                        None if content_x is None else dev.send(levels.level(content_x, factor)),
+                        dev.send(levels.level(style_x, factor)), x)
         target = chainer.Link()
         with target.init_scope():
             target.x = chainer.Parameter(x)
-        optimizer.setup(target)  # a fresh L-BFGS history at each level, as dsanno
-        for level_iteration in range(1, config.iterations + 1):
+        optimizer.setup(target)  # a fresh L-BFGS history at each level, as both originals
+        for level_iteration in range(1, steps + 1):
             start = time.perf_counter()
-            terms = _step(vgg, target, optimizer, content_targets, banks, config)
+            values = terms.step(target, optimizer)
             iteration += 1
             if callback is not None:
-                callback(Step(level, len(strides), iteration, level_iteration,
-                              time.perf_counter() - start, terms, target.x.array,
+                callback(Step(level, len(factors), iteration, level_iteration,
+                              time.perf_counter() - start, values, target.x.array,
                               preprocessing))
         x = target.x.array
     return image_lib.deprocess(chainer.backend.CpuDevice().send(x), preprocessing)
 
 
-def _prepare(source, config, preprocessing):
-    rgb = image_lib.load_image(source)
+def network(config):
+    """The architecture and weights file a configuration uses.
+
+    ``arch='auto'`` (the authors' preset) takes VGG19 where ``models/vgg19.npz`` (or the
+    ``model`` file) holds it, else VGG16, as the authors' code runs with either.
+
+    Returns:
+        tuple: ``(arch, path)``.
+    """
+    if config.model is not None:
+        arch = None if config.arch == 'auto' else config.arch
+        return arch or weights_lib.load_weights(config.model)[0], config.model
+    arch = config.arch
+    if arch == 'auto':
+        arch = 'vgg19' if os.path.isfile(weights_lib.default_path('vgg19')) else 'vgg16'
+    return arch, weights_lib.default_path(arch)
+
+
+def _prepare_inputs(content_rgb, style_rgb, config, preprocessing):
+    """Preprocessed, resized content (or ``None``) and style, and the output's (H, W)."""
+    side = config.width if config.size_rule == 'width' else config.max_size
+    reference = style_rgb if content_rgb is None else content_rgb
+    shape = _resized_shape(reference, side, config)[::-1]
+    if content_rgb is None and config.size is not None:
+        shape = config.size[::-1]
+    style_side = side if content_rgb is not None else math.floor(side * config.texture_style_scale)
+    style_x = _resize(style_rgb, _resized_shape(style_rgb, style_side, config), config,
+                      preprocessing)
+    content_x = (None if content_rgb is None
+                 else _resize(content_rgb, shape[::-1], config, preprocessing))
+    return content_x, style_x, shape
+
+
+def _resized_shape(rgb, side, config):
     height, width = rgb.shape[:2]
-    rgb = image_lib.resize_pil(rgb, image_lib.dsanno_size(width, height, config.width))
-    return image_lib.preprocess(rgb, preprocessing)
+    if config.size_rule == 'width':
+        return image_lib.dsanno_size(width, height, side)
+    return image_lib.cnnmrf_size(width, height, side)
+
+
+def _resize(rgb, size, config, preprocessing):
+    """dsanno resizes 8-bit images with Pillow; the authors resize floats with Torch's rule
+    (preprocessing is a per-channel affine map, so resizing after it is the same)."""
+    if config.size_rule == 'width':
+        return image_lib.preprocess(image_lib.resize_pil(rgb, size), preprocessing)
+    return image_lib.resize_bilinear(image_lib.preprocess(rgb, preprocessing), size)
+
+
+def _full_start(content_x, shape, config, preprocessing):
+    """The full-size start image (content or a file), or ``None`` for a random start."""
+    if config.initial_image == 'content':
+        return content_x
+    if config.initial_image == 'random':
+        return None
+    return _resize(image_lib.load_image(config.initial_image), shape[::-1], config,
+                   preprocessing)
+
+
+def _noise(shape, config, rng, dev):
+    if config.noise == 'uniform':  # dsanno: +-20 around the mean
+        noise = rng.uniform(-20, 20, size=(1, 3) + tuple(shape))
+    else:  # the authors: randn * 0.001
+        noise = rng.standard_normal((1, 3) + tuple(shape)) * 0.001
+    return dev.send(noise.astype(numpy.float32))
 
 
 def _device(spec):
@@ -144,52 +224,101 @@ def _check_layers(vgg, config):
 def _optimizer(config):
     if config.optimizer == 'adam':
         return chainer.optimizers.Adam(alpha=config.lr)
-    return LBFGS(lr=config.lr, history_size=config.lbfgs_history)
+    return LBFGS(lr=config.lr, history_size=config.lbfgs_history,
+                 ys_floor=config.lbfgs_ys_floor,
+                 scale_first_step=config.lbfgs_scale_first_step)
 
 
-def _level_targets(vgg, content, style, config):
-    """Content features and the style patch banks of one level (computed once per level)."""
-    with chainer.no_backprop_mode(), chainer.using_config('train', False):
-        # The content's style-layer features are only looked at for their size: the image
-        # being synthesised has the content's size.
-        content_features = vgg(content, layers=config.content_layers + config.style_layers)
-        style_features = vgg(style, layers=config.style_layers)
-    for which, features in (('content', content_features), ('style', style_features)):
+class _Energy:
+    """The energy of one level: content targets and style banks are built once, here."""
+
+    def __init__(self, vgg, config, dev, content, style, x):
+        self.vgg = vgg
+        self.config = config
+        with chainer.no_backprop_mode(), chainer.using_config('train', False):
+            self.content = ({} if content is None else
+                            {name: v.array for name, v in
+                             vgg(content, layers=config.content_layers).items()})
+            # The start image's features give the synthesis grids and the patch coverage.
+            start = vgg(x, layers=config.style_layers)
+        k = config.patch_size
+        grids = {}
         for name in config.style_layers:
-            height, width = features[name].shape[2:]
-            if min(height, width) < config.patch_size:
-                raise ValueError('the %s image is too small: %s is %dx%d at this level, '
-                                 'smaller than a %d-pixel patch'
-                                 % (which, name, width, height, config.patch_size))
-    content_targets = {name: content_features[name].array for name in config.content_layers}
-    banks = {name: matching.PatchBank(patches.extract_patches_array(feature.array,
-                                                                    config.patch_size))
-             for name, feature in style_features.items()}
-    return content_targets, banks
+            height, width = _fits(start[name], k, name, 'synthesised')
+            grids[name] = dict(rows=patches.grid_starts(height, k, config.synthesis_stride),
+                               cols=patches.grid_starts(width, k, config.synthesis_stride))
+        banks = self._banks(style)
+        self.layers = []
+        for name, weight in zip(config.style_layers, config.per_layer_weights()):
+            coverage = (self._coverage(start[name], grids[name])
+                        if config.overlap == 'average' else None)
+            self.layers.append((name, weight, grids[name], banks[name], coverage))
+
+    def _banks(self, style):
+        """One patch bank per style layer over every style copy (rotations and scales)."""
+        config = self.config
+        copies = style_copies.style_copies(style[0], config.num_rotation, config.num_scale,
+                                           config.rotation_step, config.scale_step)
+        parts = {name: [] for name in config.style_layers}
+        k = config.patch_size
+        for copy in copies:
+            with chainer.no_backprop_mode(), chainer.using_config('train', False):
+                features = self.vgg(copy[None], layers=config.style_layers)
+            for name, feature in features.items():
+                height, width = _fits(feature, k, name, 'style')
+                parts[name].append(patches.extract_patches_array(
+                    feature.array, k,
+                    rows=patches.grid_starts(height, k, config.sample_stride),
+                    cols=patches.grid_starts(width, k, config.sample_stride)))
+        return {name: matching.PatchBank(p, bank_dtype=numpy.dtype(config.bank_dtype))
+                for name, p in parts.items()}
+
+    def step(self, target, optimizer):
+        """One optimiser step; returns the energy terms at the image before the step."""
+        config = self.config
+        target.cleargrads()
+        features = self.vgg(target.x, layers=set(self.content) | set(config.style_layers))
+        terms = {}
+        for name, reference in self.content.items():
+            terms['content_' + presets.short_name(name)] = losses.content_loss(
+                features[name], reference, config.content_weight)
+        for name, weight, grid, bank, coverage in self.layers:
+            synthesised = patches.extract_patches(features[name], config.patch_size, **grid)
+            threshold = config.confidence_threshold
+            indices, scores = matching.match(synthesised.array, bank,
+                                             memory_budget=config.memory_budget,
+                                             cosine=threshold is not None)
+            matched = bank.take(indices)
+            if threshold is not None:
+                matched, coverage = self._drop_unconfident(
+                    synthesised, matched, scores >= threshold, coverage, features[name], grid)
+            terms['style_' + presets.short_name(name)] = losses.mrf_loss(
+                synthesised, matched, weight, coverage)
+        terms['tv'] = losses.total_variation(target.x, config.tv_weight, config.tv_variant)
+        sum(terms.values()).backward()
+        optimizer.update()
+        return {name: float(value.array) for name, value in terms.items()}
+
+    def _drop_unconfident(self, synthesised, matched, keep, coverage, feature, grid):
+        """Patches below the confidence threshold get no MRF gradient (the authors' rule):
+        their target is themselves, and they leave the coverage count."""
+        if bool(keep.all()):
+            return matched, coverage
+        xp = chainer.backend.get_array_module(matched)
+        matched = xp.where(keep[:, None], matched, synthesised.array)
+        if coverage is not None:
+            coverage = self._coverage(feature, grid, keep)
+        return matched, coverage
+
+    def _coverage(self, feature, grid, keep=None):
+        return losses.patch_coverage(
+            lambda f: patches.extract_patches(f, self.config.patch_size, **grid), feature, keep)
 
 
-def _initial_image(content, config, rng, dev):
-    if config.initial_image == 'content':
-        return content.copy()
-    noise = rng.uniform(-20, 20, size=content.shape).astype(numpy.float32)
-    return dev.send(noise)
-
-
-def _step(vgg, target, optimizer, content_targets, banks, config):
-    """One optimiser step; returns the energy terms at the image before the step."""
-    target.cleargrads()
-    features = vgg(target.x, layers=set(content_targets) | set(banks))
-    terms = {}
-    for name, reference in content_targets.items():
-        terms['content_' + presets.short_name(name)] = losses.content_loss(
-            features[name], reference, config.content_weight)
-    for name, bank in banks.items():
-        synthesised = patches.extract_patches(features[name], config.patch_size)
-        indices, _ = matching.match(synthesised.array, bank,
-                                    memory_budget=config.memory_budget)
-        terms['style_' + presets.short_name(name)] = losses.mrf_loss(
-            synthesised, bank.take(indices), config.style_weight)
-    terms['tv'] = losses.total_variation(target.x, config.tv_weight)
-    sum(terms.values()).backward()
-    optimizer.update()
-    return {name: float(value.array) for name, value in terms.items()}
+def _fits(feature, k, name, which):
+    """(height, width) of a feature map, after checking that a patch fits in it."""
+    height, width = feature.shape[2:]
+    if min(height, width) < k:
+        raise ValueError('the %s image is too small: %s is %dx%d, smaller than a %d-pixel '
+                         'patch' % (which, name, width, height, k))
+    return height, width

@@ -65,9 +65,13 @@ def test_help_shows_preset_defaults():
     text = ' '.join(done.stdout.split())
     p = presets.get_preset('dsanno')
     assert '(default: %s)' % p.style_weight in text
-    assert '--style_layers STYLE_LAYERS MRF layers, comma-separated, e.g. 3_2,4_2 ' \
-           '(default: 3_2,4_2)' in text
+    assert '--style_layers STYLE_LAYERS, --mrf_layers STYLE_LAYERS MRF layers, ' \
+           'comma-separated, e.g. 3_2,4_2 (default: 3_2,4_2)' in text
     assert '-w WIDTH, --width WIDTH' in text
+    cnnmrf = ' '.join(_generate('--preset', 'cnnmrf', '--help').stdout.split())
+    assert 'MRF layers, comma-separated, e.g. 3_2,4_2 (default: 3_1,4_1)' in cnnmrf
+    assert 'rotated by -R..R steps (default: 1)' in cnnmrf
+    assert 'rotated by -R..R steps (default: 0)' in text
 
 
 @pytest.mark.parametrize('change,message', [
@@ -75,8 +79,8 @@ def test_help_shows_preset_defaults():
     (lambda a: a.extend(['--style_layers', '3_9']), 'unknown VGG16 layer'),
     (lambda a: a.__setitem__(a.index('64'), '40'), 'image width 40 is too small'),
     (lambda a: a.extend(['-g', '0']), 'cannot use device'),
-    (lambda a: a.extend(['--iter', '0']), 'iterations must be a positive integer'),
-    (lambda a: a.extend(['--initial_image', 'noise']), 'initial_image must be one of'),
+    (lambda a: a.extend(['--iter', '0']), 'iterations must be an integer >= 1'),
+    (lambda a: a.extend(['--initial_image', 'noise']), "cannot read image 'noise'"),
 ])
 def test_user_mistakes_are_one_line_and_exit_2(images, tmp_path, vgg16_path, change, message):
     args = _small(images, tmp_path / 'out', '-m', vgg16_path)
@@ -105,3 +109,40 @@ def test_ctrl_c_saves_the_current_image(images, tmp_path, vgg16_path):
     assert proc.returncode == 130
     assert 'interrupted at iteration' in err and 'Traceback' not in err
     assert image.load_image(str(out / 'out.png')).shape == (48, 64, 3)
+
+
+def test_cnnmrf_options_and_texture_synthesis(images, tmp_path, vgg16_path):
+    out = tmp_path / 'trans'
+    done = _generate('-c', images[0], '-s', images[1], '-o', str(out), '--preset', 'cnnmrf',
+                     '--max_size', '64', '--num_res', '2', '--num_iter', '2,1',
+                     '--mrf_layers', '3_1,4_1', '--mrf_weight', '1e-4,2e-4', '--num_rotation',
+                     '0', '--num_scale', '1', '--sample_stride', '1', '--synthesis_stride', '2',
+                     '--confidence_threshold', 'none', '-m', vgg16_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith('style transfer with the cnnmrf preset; network VGG16 (')
+    assert len((out / 'trace.jsonl').read_text().splitlines()) == 3
+    assert image.load_image(str(out / 'out.png')).shape == (48, 64, 3)
+
+    out = tmp_path / 'texture'
+    done = _generate('-s', images[1], '-o', str(out), '--preset', 'cnnmrf', '--size', '40x56',
+                     '--num_res', '1', '--num_iter', '2', '--max_size', '64', '-m', vgg16_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith('texture synthesis with the cnnmrf preset')
+    assert image.load_image(str(out / 'out.png')).shape == (56, 40, 3)
+
+
+@pytest.mark.parametrize('extra,message', [
+    (['--num_iter', '1,2'], 'iterations has 2 values for 3 levels'),
+    (['--mrf_weight', '1,2,3'], 'style_weight has 3 values for 2 style layers'),
+    (['--size', '40by56'], 'argument --size: invalid _size value'),
+    (['--num_iter', 'many'], 'argument --iter/--num_iter: invalid int list value'),
+    (['--sample_stride', '0'], 'sample_stride must be an integer >= 1'),
+    (['--bogus'], 'unrecognized arguments: --bogus'),
+])
+def test_cnnmrf_option_mistakes(images, tmp_path, vgg16_path, extra, message):
+    done = _generate('-c', images[0], '-s', images[1], '-o', str(tmp_path / 'out'),
+                     '--preset', 'cnnmrf', '-m', vgg16_path, *extra)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], \
+        done.stderr

@@ -25,21 +25,50 @@ def test_layer_shorthand():
 
 @pytest.mark.parametrize('options,message', [
     ({'iteration': 5}, 'unknown option iteration'),
-    ({'width': 0}, 'width must be a positive integer'),
-    ({'width': 12.5}, 'width must be a positive integer'),
-    ({'iterations': True}, 'iterations must be a positive integer'),
+    ({'width': 0}, 'width must be an integer >= 1'),
+    ({'width': 12.5}, 'width must be an integer >= 1'),
+    ({'iterations': True}, 'iterations must be an integer >= 1'),
+    ({'iterations': (10, 20)}, 'iterations has 2 values for 3 levels'),
+    ({'style_weight': (1.0, 2.0, 3.0)}, 'style_weight has 3 values for 2 style layers'),
+    ({'num_rotation': -1}, 'num_rotation must be an integer >= 0'),
+    ({'scale_step': 0}, 'scale_step must be a finite number > 0'),
+    ({'size': (10,)}, r'size must be \(width, height\)'),
+    ({'bank_dtype': 'float64'}, 'bank_dtype must be one of float32, float16'),
+    ({'overlap': 'max'}, 'overlap must be one of sum, average'),
     ({'resolution_num': 4}, 'resolution_num must be 1, 2 or 3'),
     ({'style_weight': -1.0}, 'style_weight must be a finite number'),
     ({'tv_weight': float('nan')}, 'tv_weight must be a finite number'),
-    ({'lr': 0}, 'lr must be positive'),
+    ({'lr': 0}, 'lr must be a finite number > 0'),
     ({'optimizer': 'sgd'}, 'optimizer must be one of lbfgs, adam'),
-    ({'initial_image': 'noise'}, 'initial_image must be one of content, random'),
+    ({'initial_image': ''}, 'initial_image must be content, random or an image path'),
     ({'style_layers': ''}, 'style_layers is empty'),
-    ({'seed': -3}, 'seed must be a non-negative integer'),
+    ({'seed': -3}, 'seed must be an integer >= 0'),
 ])
 def test_impossible_options(options, message):
     with pytest.raises(ValueError, match=message):
         presets.get_preset('dsanno').replace(**options)
+
+
+def test_cnnmrf_defaults_are_the_authors():
+    p = presets.get_preset('cnnmrf')
+    assert (p.arch, p.preprocessing, p.size_rule, p.max_size, p.pyramid, p.resolution_num,
+            p.iterations) == ('auto', 'cnnmrf', 'max_size', 384, 'resize', 3, 100)
+    assert (p.style_layers, p.style_weight, p.overlap) == (('relu3_1', 'relu4_1'), 1e-4,
+                                                            'average')
+    assert (p.content_layers, p.content_weight) == (('relu4_2',), 2e1)
+    assert (p.tv_weight, p.tv_variant) == (1e-3, 'cnnmrf')
+    assert (p.num_rotation, p.num_scale, p.rotation_step, p.scale_step) == (1, 1, 7.5, 1.05)
+    assert (p.sample_stride, p.synthesis_stride, p.confidence_threshold) == (2, 2, 0.0)
+    assert (p.lbfgs_history, p.lbfgs_ys_floor, p.lbfgs_scale_first_step) == (25, 0.0, True)
+    assert (p.noise, p.texture_style_scale) == ('normal', 0.5)
+
+
+def test_per_level_and_per_layer_values():
+    p = presets.get_preset('cnnmrf').replace(iterations=[30, 20, 10], style_weight=[1e-4, 2e-4])
+    assert p.per_level(3) == [30, 20, 10]
+    assert p.per_level(2) == [20, 10]  # levels are dropped from the coarse end
+    assert p.per_layer_weights() == [1e-4, 2e-4]
+    assert presets.get_preset('dsanno').per_layer_weights() == [0.2, 0.2]
 
 
 def test_unknown_preset():
@@ -48,12 +77,12 @@ def test_unknown_preset():
 
 
 def test_subsample_pyramid_levels():
-    assert SubsamplePyramid(3).strides(256) == [4, 2, 1]
-    assert SubsamplePyramid(3).strides(255) == [2, 1]     # 255 // 4 = 63 < 64
-    assert SubsamplePyramid(2).strides(1024) == [2, 1]
-    assert SubsamplePyramid(1).strides(64) == [1]
+    assert SubsamplePyramid(3).factors(256) == [4, 2, 1]
+    assert SubsamplePyramid(3).factors(255) == [2, 1]     # 255 // 4 = 63 < 64
+    assert SubsamplePyramid(2).factors(1024) == [2, 1]
+    assert SubsamplePyramid(1).factors(64) == [1]
     with pytest.raises(ValueError, match='image width 63 is too small'):
-        SubsamplePyramid(3).strides(63)
+        SubsamplePyramid(3).factors(63)
 
 
 def test_subsample_pyramid_images():
@@ -68,3 +97,17 @@ def test_subsample_pyramid_images():
     for r in range(7):
         for c in range(5):
             numpy.testing.assert_array_equal(up[0, :, r, c], level[0, :, r // 2, c // 2])
+
+
+def test_resize_pyramid_levels_are_torch_bilinear_resizes():
+    import numpy
+    from chainer_mrf import image
+    from chainer_mrf.pyramid import ResizePyramid
+    x = numpy.random.RandomState(0).standard_normal((1, 3, 37, 29)).astype(numpy.float32)
+    pyramid = ResizePyramid(3)
+    assert pyramid.factors(29) == [4, 2, 1]
+    assert [pyramid.level(x, f).shape[2:] for f in (4, 2, 1)] == [(10, 8), (19, 15), (37, 29)]
+    numpy.testing.assert_array_equal(pyramid.level(x, 2), image.resize_bilinear(x, (15, 19)))
+    numpy.testing.assert_array_equal(pyramid.level(x, 1), x)
+    up = pyramid.upsample(pyramid.level(x, 2), (37, 29))
+    numpy.testing.assert_array_equal(up, image.resize_bilinear(pyramid.level(x, 2), (29, 37)))

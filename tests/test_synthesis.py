@@ -105,3 +105,64 @@ def test_preset_object_and_unknown_option(vgg16_path):
     assert result.shape == (48, 64, 3)
     with pytest.raises(ValueError, match='unknown option style_wieght'):
         synthesize(_content(), _style(), style_wieght=1.0)
+
+
+# --- the authors' preset and texture synthesis -----------------------------------------------
+
+CNNMRF_SMALL = dict(preset='cnnmrf', max_size=64, resolution_num=1)
+
+
+def test_cnnmrf_preset_energy_falls(run):
+    result, steps = run(iterations=16, **CNNMRF_SMALL)  # the first step is scaled down
+    assert set(steps[0].losses) == {'content_4_2', 'style_3_1', 'style_4_1', 'tv'}
+    mrf = [s.losses['style_3_1'] + s.losses['style_4_1'] for s in steps]
+    assert mrf[-1] < 0.9 * mrf[0]
+    # Longer side 64: 96 x 72 -> 64 x 48.
+    assert result.shape == (48, 64, 3)
+
+
+def test_cnnmrf_style_equal_to_content_gives_zero_mrf_energy(run):
+    # Same grids (stride 2, last row and column) on the same features, no rotated copies:
+    # every synthesised patch is in the bank.
+    _, steps = run(iterations=1, style=_content(), num_rotation=0, num_scale=0, **CNNMRF_SMALL)
+    assert steps[0].losses['style_3_1'] == pytest.approx(0, abs=1e-6)
+    assert steps[0].losses['style_4_1'] == pytest.approx(0, abs=1e-6)
+
+
+def test_cnnmrf_levels_iterations_per_level(run):
+    _, steps = run(iterations=(2, 3), preset='cnnmrf', max_size=64, resolution_num=2)
+    assert [(s.level, s.level_iteration) for s in steps] == \
+        [(0, 1), (0, 2), (1, 1), (1, 2), (1, 3)]
+    # ceil(48 / 2) x ceil(64 / 2), then the full 48 x 64.
+    assert steps[0].x.shape == (1, 3, 24, 32) and steps[-1].x.shape == (1, 3, 48, 64)
+
+
+@pytest.mark.parametrize('preset,extra', [('dsanno', {}), ('cnnmrf', {'max_size': 96})])
+def test_texture_synthesis(vgg16_path, preset, extra):
+    steps = []
+    texture = synthesize(None, _style(), preset=preset, size=(72, 64), iterations=6,
+                         resolution_num=1, seed=1, model=vgg16_path, callback=steps.append,
+                         **extra)
+    assert texture.shape == (64, 72, 3)
+    assert not any(name.startswith('content') for name in steps[0].losses)
+    mrf = [sum(v for k, v in s.losses.items() if k.startswith('style')) for s in steps]
+    assert mrf[-1] < mrf[0]
+    again = synthesize(None, _style(), preset=preset, size=(72, 64), iterations=6,
+                       resolution_num=1, seed=1, model=vgg16_path, **extra)
+    numpy.testing.assert_array_equal(texture, again)
+
+
+def test_texture_default_size_is_the_style_at_full_size(vgg16_path):
+    steps = []
+    synthesize(None, _style(), preset='cnnmrf', max_size=64, iterations=1, resolution_num=1,
+               model=vgg16_path, callback=steps.append)
+    # The 80 x 80 style at longer side 64 (the style itself is used at 32, max_size / 2).
+    assert steps[0].x.shape == (1, 3, 64, 64)
+
+
+def test_initial_image_from_a_file(run, tmp_path):
+    path = str(tmp_path / 'start.png')
+    image.save_image(path, _style())
+    _, steps = run(iterations=1, initial_image=path)
+    # Started from the stripes, not the content: the content term is far from zero.
+    assert steps[0].losses['content_4_2'] > 1e3
