@@ -166,3 +166,17 @@ def test_initial_image_from_a_file(run, tmp_path):
     _, steps = run(iterations=1, initial_image=path)
     # Started from the stripes, not the content: the content term is far from zero.
     assert steps[0].losses['content_4_2'] > 1e3
+
+
+def test_auto_network_prefers_converted_vgg19(tmp_path, monkeypatch):
+    from chainer_mrf import weights as weights_lib
+    from chainer_mrf.synthesis import network
+    from conftest import random_weights
+    monkeypatch.setenv('CHAINER_MRF_MODELS', str(tmp_path))
+    config = presets.get_preset('cnnmrf')
+    assert network(config) == ('vgg16', str(tmp_path / 'vgg16.npz'))
+    weights_lib.save_weights(str(tmp_path / 'vgg19.npz'), random_weights('vgg19'), 'vgg19')
+    assert network(config) == ('vgg19', str(tmp_path / 'vgg19.npz'))
+    assert network(config.replace(arch='vgg16')) == ('vgg16', str(tmp_path / 'vgg16.npz'))
+    # An explicit file decides by its contents.
+    assert network(config.replace(model=str(tmp_path / 'vgg19.npz')))[0] == 'vgg19'
