@@ -28,6 +28,8 @@ Details that differ from a plain reading of the method (ALGORITHM.md, section 2b
   images), Torch's indexing fails (index 0 or past the end) or wraps a negative index around to
   the last column. Here the box is clipped to the image instead, as ALGORITHM.md prescribes, which
   changes nothing wherever the authors' code works; a box that collapses raises ValueError.
+- The box is centred on (W/2, H/2) in 1-based pixels, the rotation on ((W+1)/2, (H+1)/2):
+  half a pixel apart, one reason the margins differ by a pixel.
 - ``torch.pow(1.05, s)`` runs in the default tensor type, single precision, so the factor is
   float32(1.05 ** s) computed from float32(1.05): a longer side of 380 becomes 398 at s = 1, not
   399.
@@ -40,8 +42,9 @@ from chainer import backend
 
 from chainer_mrf import image
 
-#: Largest rotation (degrees, exclusive) for which the authors' box construction is used: beyond
-#: it the top edge no longer bounds the box even for a square, and at 90 degrees it divides by 0.
+#: Largest rotation (degrees, exclusive) for which the authors' box construction is used: from
+#: there on its box leaves even a square image (100 x 100 at 45 degrees: x from -0.41), and at
+#: 90 degrees its lines are parallel.
 MAX_ANGLE = 45.0
 
 

@@ -101,9 +101,10 @@ def test_crop_box_matches_an_independent_construction(size, degrees):
 
 def test_crop_box_is_centred():
     # floor(W - Q) + floor(Q) = W - 1 for a non-integer Q: the same margin on both sides, up to
-    # the 1-based convention (a clipped bound would break the sum). Near-square sizes.
-    for width in range(20, 200, 13):
-        for height in range(max(20, int(width * 0.8)), int(width * 1.25), 7):
+    # the 1-based convention (a clipped bound would break the sum). Near-square sizes of at least
+    # 33 pixels (20 x 20 at 7.5 deg already needs clipping: x_min = floor(20 - 19.05) = 0).
+    for width in range(33, 200, 13):
+        for height in range(int(width * 0.8), int(width * 1.25), 7):
             for degrees in (-22.5, -15.0, -7.5, 7.5, 15.0, 22.5):
                 x_min, x_max, y_min, y_max = crop_box(width, height, degrees)
                 assert (x_min + x_max, y_min + y_max) == (width - 1, height - 1)
@@ -251,10 +252,13 @@ def _style(height, width, channels=3, seed=0):
 def test_copy_sizes_256x200_hand_worked():
     # Boxes: -7.5 deg -> columns 10..245, rows 16..183 (236 x 168); 0 -> 256 x 200;
     # +7.5 deg -> columns 9..246, rows 16..183 (238 x 168).
-    # Factors float32(1.05 ** s): 0.95238096, 1, 1.04999995.
-    #   236: floor(224.76) = 224, 168*224 // 236 = 159 | 236 | floor(247.80) = 247, 41496 // 236 = 175
-    #   256: floor(243.81) = 243, 200*243 // 256 = 189 | 256 | floor(268.80) = 268, 53600 // 256 = 209
-    #   238: floor(226.67) = 226, 168*226 // 238 = 159 | 238 | floor(249.90) = 249, 41832 // 238 = 175
+    # Factors float32(float32(1.05) ** s): 0.95238101, 1, 1.04999995.
+    #   236: floor(224.76) = 224, 168*224 // 236 = 159 | 236 x 168 |
+    #        floor(247.80) = 247, 168*247 // 236 = 175
+    #   256: floor(243.81) = 243, 200*243 // 256 = 189 | 256 x 200 |
+    #        floor(268.80) = 268, 200*268 // 256 = 209
+    #   238: floor(226.67) = 226, 168*226 // 238 = 159 | 238 x 168 |
+    #        floor(249.90) = 249, 168*249 // 238 = 175
     copies = style_copies(_style(200, 256))
     assert [c.shape for c in copies] == [
         (3, 159, 224), (3, 168, 236), (3, 175, 247),
@@ -269,8 +273,8 @@ def test_bank_size_256x200():
     #   (189, 243): 94 * 121 = 11374  (200, 256): 100 * 128 = 12800 (209, 268): 104 * 134 = 13936
     #   (159, 226): 79 * 113 = 8927   (168, 238): 84 * 119 = 9996   (175, 249): 87 * 124 = 10788
     copies = style_copies(_style(200, 256, channels=1))
-    counts = [len(patches.grid_starts(c.shape[1], 3, 2)) * len(patches.grid_starts(c.shape[2], 3, 2))
-              for c in copies]
+    counts = [len(patches.grid_starts(c.shape[1], 3, 2))
+              * len(patches.grid_starts(c.shape[2], 3, 2)) for c in copies]
     assert counts == [8848, 9912, 10701, 11374, 12800, 13936, 8927, 9996, 10788]
     assert sum(counts) == 97282
 
