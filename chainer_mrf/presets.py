@@ -227,6 +227,10 @@ class Preset:
             _check_number(field, getattr(self, field))
         for field in ('lr', 'texture_style_scale', 'scale_step'):
             _check_number(field, getattr(self, field), positive=True)
+        if self.num_rotation * self.rotation_step >= 45:
+            # Past 45 degrees the authors' crop box leaves even a square image.
+            raise ValueError('num_rotation x rotation_step must stay under 45 degrees, got '
+                             '%d x %g' % (self.num_rotation, self.rotation_step))
         if self.confidence_threshold is not None:
             _check_number('confidence_threshold', self.confidence_threshold, low=-1.0)
         if self.size is not None:

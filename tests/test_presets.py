@@ -31,6 +31,7 @@ def test_layer_shorthand():
     ({'iterations': (10, 20)}, 'iterations has 2 values for 3 levels'),
     ({'style_weight': (1.0, 2.0, 3.0)}, 'style_weight has 3 values for 2 style layers'),
     ({'num_rotation': -1}, 'num_rotation must be an integer >= 0'),
+    ({'num_rotation': 6}, 'num_rotation x rotation_step must stay under 45 degrees'),
     ({'scale_step': 0}, 'scale_step must be a finite number > 0'),
     ({'size': (10,)}, r'size must be \(width, height\)'),
     ({'bank_dtype': 'float64'}, 'bank_dtype must be one of float32, float16'),
