@@ -1,14 +1,30 @@
 """Shared fixtures: the real VGG16 weights, small random-weight models, the example data."""
 import os
 
+import chainer_mrf  # noqa: F401  (installs the NumPy shims before chainer is imported)
 import numpy
 import pytest
+from chainer.backends import cuda
 
-import chainer_mrf  # noqa: F401  (installs the NumPy shims before chainer is imported)
 from chainer_mrf import weights as weights_lib
 
 DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir,
                     'shared', 'data', 'cnnmrf')
+
+
+def _cuda_ready():
+    if not cuda.available:
+        return False
+    try:
+        return cuda.cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # no driver or no device
+        return False
+
+
+def needs_cuda(test):
+    """Marks a test that needs CuPy and a CUDA device; elsewhere it is skipped, saying so."""
+    skip = pytest.mark.skipif(not _cuda_ready(), reason='CuPy with a CUDA device is absent')
+    return skip(pytest.mark.gpu(test))
 
 
 def _require_or_skip(what, hint):

@@ -20,6 +20,7 @@ from chainer.backends import cuda
 
 from chainer_mrf import matching
 from chainer_mrf.matching import PatchBank, chunk_size_for, match
+from conftest import needs_cuda
 
 KERNELS = os.path.dirname(matching.KERNEL_PATH)
 
@@ -282,16 +283,6 @@ def test_shim_drives_the_gpu_path_of_match(shim_launch, monkeypatch, block):
 
 # CuPy on a CUDA machine: the real GPU path against the CPU path.
 
-def _cuda_ready():
-    if not cuda.available:
-        return False
-    try:
-        return cuda.cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no driver or no device
-        return False
-
-
-needs_cuda = pytest.mark.skipif(not _cuda_ready(), reason='CuPy with a CUDA device is absent')
 
 
 @needs_cuda

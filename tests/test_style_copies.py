@@ -10,6 +10,7 @@ from chainer.backends import cuda
 from chainer_mrf import image, patches
 from chainer_mrf.style_copies import (crop_box, crop_slices, rotate_bilinear,
                                       style_copies)
+from conftest import needs_cuda
 
 
 # --- crop_box ----------------------------------------------------------------------------------
@@ -353,17 +354,8 @@ def test_style_copies_reports_a_collapsing_box():
 
 # --- CuPy on a CUDA machine --------------------------------------------------------------------
 
-def _cuda_ready():
-    if not cuda.available:
-        return False
-    try:
-        return cuda.cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no driver or no device
-        return False
 
-
-@pytest.mark.gpu
-@pytest.mark.skipif(not _cuda_ready(), reason='CuPy with a CUDA device is absent')
+@needs_cuda
 def test_gpu_copies_match_cpu():
     cp = cuda.cupy
     style = _style(37, 45)
