@@ -113,16 +113,26 @@ def _outputs(out_dir, force):
 
 
 class _Reporter:
-    """Turns each :class:`~chainer_mrf.synthesis.Step` into a progress line, saves and a trace."""
+    """Turns each :class:`~chainer_mrf.synthesis.Step` into a progress line, saves and a trace.
 
-    def __init__(self, out_dir, save_iter, trace):
+    The trace is opened at the first step, so a run that fails before it (a bad layer, an image
+    too small) leaves an earlier run's files as they were.
+    """
+
+    def __init__(self, out_dir, save_iter):
         self.out_dir = out_dir
         self.save_iter = save_iter
-        self.trace = trace
+        self.trace = None
         self.last = None
+
+    def close(self):
+        if self.trace is not None:
+            self.trace.close()
 
     def __call__(self, step):
         self.last = step
+        if self.trace is None:
+            self.trace = open(os.path.join(self.out_dir, 'trace.jsonl'), 'w')
         terms = '  '.join('%s %.4g' % item for item in step.losses.items())
         print('level %d/%d  iter %d (%d)  %s  %.2f s/iter' % (
             step.level + 1, step.levels, step.iteration, step.level_iteration, terms,
@@ -164,18 +174,18 @@ def main(argv=None):
     print('%s with the %s preset; network %s (%s)' % (
         'texture synthesis' if content is None else 'style transfer', config.name,
         arch.upper(), path), flush=True)
-    with open(os.path.join(args.out_dir, 'trace.jsonl'), 'w') as trace:
-        reporter = _Reporter(args.out_dir, config.save_iter, trace)
-        try:
-            result = synthesize(content, style, preset=config, device=args.gpu,
-                                callback=reporter)
-        except KeyboardInterrupt:
-            if reporter.last is not None:
-                reporter.save('out.png')
-                print('interrupted at iteration %d; saved %s' % (
-                    reporter.last.iteration, os.path.join(args.out_dir, 'out.png')),
-                      file=sys.stderr)
-            raise
+    reporter = _Reporter(args.out_dir, config.save_iter)
+    try:
+        result = synthesize(content, style, preset=config, device=args.gpu, callback=reporter)
+    except KeyboardInterrupt:
+        if reporter.last is not None:
+            reporter.save('out.png')
+            print('interrupted at iteration %d; saved %s' % (
+                reporter.last.iteration, os.path.join(args.out_dir, 'out.png')),
+                  file=sys.stderr)
+        raise
+    finally:
+        reporter.close()
     image.save_image(os.path.join(args.out_dir, 'out.png'), result)
     print('saved %s' % os.path.join(args.out_dir, 'out.png'))
     return 0

@@ -90,7 +90,18 @@ def test_user_mistakes_are_one_line_and_exit_2(images, tmp_path, vgg16_path, cha
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], \
         done.stderr
-    assert not (tmp_path / 'out' / 'out.png').exists()
+    out = tmp_path / 'out'
+    assert not out.exists() or os.listdir(out) == []
+
+
+def test_a_failing_rerun_keeps_the_earlier_files(images, tmp_path, vgg16_path):
+    out = tmp_path / 'out'
+    assert _generate(*_small(images, out, '--iter', '1', '-m', vgg16_path)).returncode == 0
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    done = _generate(*_small(images, out, '--iter', '1', '--force', '--style_layers', '3_9',
+                             '-m', vgg16_path))
+    assert done.returncode == 2
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
 
 
 def test_ctrl_c_saves_the_current_image(images, tmp_path, vgg16_path):
