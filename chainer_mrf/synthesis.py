@@ -128,8 +128,9 @@ def synthesize(content, style, *, preset='dsanno', device=-1, callback=None, **o
             values = terms.step(target, optimizer)
             iteration += 1
             if callback is not None:
+                # A copy, so that a Step kept by the caller is not changed by later steps.
                 callback(Step(level, len(factors), iteration, level_iteration,
-                              time.perf_counter() - start, values, target.x.array,
+                              time.perf_counter() - start, values, target.x.array.copy(),
                               preprocessing))
         x = target.x.array
     return image_lib.deprocess(chainer.backend.CpuDevice().send(x), preprocessing)

@@ -180,3 +180,10 @@ def test_auto_network_prefers_converted_vgg19(tmp_path, monkeypatch):
     assert network(config.replace(arch='vgg16')) == ('vgg16', str(tmp_path / 'vgg16.npz'))
     # An explicit file decides by its contents.
     assert network(config.replace(model=str(tmp_path / 'vgg19.npz')))[0] == 'vgg19'
+
+
+def test_steps_keep_their_own_image(run):
+    _, steps = run(iterations=3)
+    # Each step holds the image after it: consecutive ones differ, none was overwritten.
+    assert numpy.abs(steps[0].x - steps[1].x).max() > 0
+    assert numpy.abs(steps[1].x - steps[2].x).max() > 0
