@@ -1,0 +1,57 @@
+"""scripts/reproduce_figures.py at a tiny size on generated images, so that it cannot rot."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from chainer_mrf import figures, image
+from test_synthesis import _content, _style
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture
+def data(tmp_path):
+    """A data folder laid out as CNNMRF's, filled with generated images."""
+    for path in figures.required_files():
+        target = tmp_path / 'data' / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        image.save_image(str(target), _style() if path.startswith('style') else _content())
+    return str(tmp_path / 'data')
+
+
+def test_every_figure_at_a_tiny_size(data, tmp_path, vgg16_path):
+    out = tmp_path / 'out'
+    lines = []
+    sheets = figures.reproduce(data, str(out), progress=lines.append, model=vgg16_path,
+                               max_size=128, resolution_num=2, iterations=1, num_rotation=0,
+                               num_scale=0)
+    runs = {run.name for figure in figures.FIGURES for run in figure.runs}
+    assert len(lines) == len(runs) == 7  # the balanced portrait is shared by three figures
+    assert [os.path.basename(s) for s in sheets] == [f.name + '.png' for f in figures.FIGURES]
+    for name in runs:
+        folder = out / name
+        assert image.load_image(str(folder / 'out.png')).shape[2] == 3
+        settings = json.loads((folder / 'settings.json').read_text())
+        assert settings['max_size'] == 128 and settings['style'].startswith('style/')
+        assert len((folder / 'trace.jsonl').read_text().splitlines()) == 2
+        assert (folder / 'level_1.png').exists() and (folder / 'level_2.png').exists()
+    settings = json.loads((out / 'photo_to_cartoon' / 'settings.json').read_text())
+    assert settings['content_weight'] == 2e1 and settings['name'] == 'cnnmrf'
+    assert json.loads((out / 'portrait_dsanno' / 'settings.json').read_text())['name'] == 'dsanno'
+    # The trade-off sheet: content, style, three of ours, three of the authors'.
+    sheet = image.load_image(str(out / 'sheets' / 'tradeoff.png'))
+    assert sheet.shape[0] == 256 + 2 * 18 + 16 and sheet.shape[1] > 8 * 256
+
+
+def test_missing_data_is_one_line_naming_the_files(tmp_path):
+    (tmp_path / 'content').mkdir()
+    done = subprocess.run([sys.executable, os.path.join(ROOT, 'scripts', 'reproduce_figures.py'),
+                           '--data', str(tmp_path), '--out', str(tmp_path / 'out')],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and 'content/potrait1.jpg' in lines[0] and 'style/2.jpg' in lines[0]
+    assert not (tmp_path / 'out').exists()
