@@ -189,3 +189,24 @@ def main(argv=None):
     image.save_image(os.path.join(args.out_dir, 'out.png'), result)
     print('saved %s' % os.path.join(args.out_dir, 'out.png'))
     return 0
+
+
+def reference():
+    """The options of ``generate.py`` as a Markdown table, with each preset's default.
+
+    ``docs/usage.md`` holds this table (a test checks that it is current); regenerate it with
+    ``python -m chainer_mrf.cli``.
+    """
+    names = sorted(presets.PRESETS)
+    rows = ['| option | field | %s | meaning |' % ' | '.join(names),
+            '|---|---|%s---|' % ('---|' * len(names))]
+    for flags, field, _, text in _OPTIONS:
+        defaults = ' | '.join('`%s`' % (_shown(getattr(presets.PRESETS[name], field)),)
+                              for name in names)
+        rows.append('| %s | `%s` | %s | %s |' % (', '.join('`%s`' % f for f in flags), field,
+                                                defaults, text))
+    return '\n'.join(rows) + '\n'
+
+
+if __name__ == '__main__':
+    print(reference(), end='')
