@@ -224,6 +224,6 @@ def main(argv=None):
     overrides = {k: v for k, v in (('max_size', args.max_size),
                                    ('iterations', args.iterations)) if v is not None}
     for sheet in reproduce(args.data, args.out, figures=chosen, device=args.gpu,
-                           progress=print, **overrides):
+                           progress=lambda line: print(line, flush=True), **overrides):
         print('sheet %s' % sheet)
     return 0
