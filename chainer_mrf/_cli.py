@@ -1,4 +1,5 @@
 """What every command-line entry point shares: user mistakes become one line and exit code 2."""
+import argparse
 import sys
 
 from chainer_mrf import protowire
@@ -6,6 +7,14 @@ from chainer_mrf import protowire
 #: Errors a user can cause (a missing or corrupt file, a bad option): reported, not traced.
 USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError,
                protowire.DecodeError)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are raised as ``ValueError``, so :func:`run` reports them as
+    one ``error:`` line and exit code 2, like every other user mistake."""
+
+    def error(self, message):
+        raise ValueError(message)
 
 
 def run(main, argv=None):

@@ -21,7 +21,6 @@ Command line::
     scripts/convert_caffemodel.py VGG_ILSVRC_16_layers.caffemodel models/vgg16.npz
     scripts/convert_caffemodel.py VGG_ILSVRC_19_layers.caffemodel models/vgg19.npz --arch vgg19
 """
-import argparse
 import math
 import mmap
 import os
@@ -241,7 +240,7 @@ def main(argv=None):
     Returns:
         int: 0; errors are raised for :func:`chainer_mrf._cli.run` to report.
     """
-    parser = argparse.ArgumentParser(
+    parser = _cli.ArgumentParser(
         description='Convert the convolution layers of a VGG16 or VGG19 caffemodel to a '
                     'chainer-mrf weights file (.npz).')
     parser.add_argument('caffemodel', help='input, e.g. VGG_ILSVRC_16_layers.caffemodel')

@@ -3,12 +3,11 @@
 The parser is built from :class:`chainer_mrf.presets.Preset`, so a default shown by ``--help`` is
 the library's. This module only assembles library objects, prints and writes files.
 """
-import argparse
 import json
 import os
 import sys
 
-from chainer_mrf import image, presets
+from chainer_mrf import _cli, image, presets
 from chainer_mrf.synthesis import network, synthesize
 
 def _numbers(kind):
@@ -71,15 +70,8 @@ _OPTIONS = [
 ]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one ``error:`` line and exit code 2, as all others."""
-
-    def error(self, message):
-        raise ValueError(message)
-
-
 def _parser(preset):
-    parser = _Parser(
+    parser = _cli.ArgumentParser(
         prog='generate.py',
         description='CNNMRF style transfer and texture synthesis (Li & Wand 2016) with '
                     'chainer-mrf. Without --content it synthesises a texture.')
@@ -158,7 +150,7 @@ class _Reporter:
 def main(argv=None):
     """Runs ``generate.py``; returns the exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    first = _Parser(add_help=False)
+    first = _cli.ArgumentParser(add_help=False)
     first.add_argument('--preset', default='dsanno')
     known, _ = first.parse_known_args(argv)
     args = _parser(presets.get_preset(known.preset)).parse_args(argv)

@@ -15,7 +15,7 @@ import typing
 import numpy
 from PIL import Image, ImageDraw
 
-from chainer_mrf import image, presets
+from chainer_mrf import _cli, image, presets
 from chainer_mrf.synthesis import synthesize
 
 
@@ -201,10 +201,9 @@ def _montage(panels, title, height=256, caption=18):
 
 def main(argv=None):
     """``scripts/reproduce_figures.py``: returns the exit code."""
-    import argparse
     default_data = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 os.pardir, 'shared', 'data', 'cnnmrf')
-    parser = argparse.ArgumentParser(
+    parser = _cli.ArgumentParser(
         prog='reproduce_figures.py',
         description="Regenerates the CNNMRF paper's figures and comparison sheets.")
     parser.add_argument('--data', default=os.path.normpath(default_data),

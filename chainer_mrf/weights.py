@@ -10,7 +10,6 @@ Command line::
     python -m chainer_mrf.weights fetch --url URL [--sha256 HEX] [--arch vgg19]
     python -m chainer_mrf.weights check [PATH]
 """
-import argparse
 import hashlib
 import os
 import subprocess
@@ -316,7 +315,7 @@ def _progress_line(done, total):
 
 def main(argv=None):
     """``python -m chainer_mrf.weights {fetch,check}``; see the module docstring."""
-    parser = argparse.ArgumentParser(prog='python -m chainer_mrf.weights',
+    parser = _cli.ArgumentParser(prog='python -m chainer_mrf.weights',
                                      description='Fetch and check VGG weights for chainer-mrf.')
     sub = parser.add_subparsers(dest='command', required=True)
     fetch = sub.add_parser('fetch', help='download and convert weights')
