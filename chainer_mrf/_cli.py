@@ -2,11 +2,8 @@
 import argparse
 import sys
 
-from chainer_mrf import protowire
-
 #: Errors a user can cause (a missing or corrupt file, a bad option): reported, not traced.
-USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError,
-               protowire.DecodeError)
+USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError)
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -158,8 +158,7 @@ def _synthesize(run, data_dir, out_dir, device, overrides):
     for k, rgb in enumerate(level_images, 1):
         image.save_image(os.path.join(folder, 'level_%d.png' % k), rgb)
     image.save_image(os.path.join(folder, 'out.png'), result)
-    settings = {'content': run.content, 'style': run.style,
-                **{k: v for k, v in dataclasses.asdict(config).items()}}
+    settings = {'content': run.content, 'style': run.style, **dataclasses.asdict(config)}
     with open(os.path.join(folder, 'settings.json'), 'w') as f:
         json.dump(settings, f, indent=1)
     return result, level_images
