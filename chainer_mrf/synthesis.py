@@ -147,7 +147,7 @@ def network(config):
     """
     if config.model is not None:
         arch = None if config.arch == 'auto' else config.arch
-        return arch or weights_lib.load_weights(config.model)[0], config.model
+        return arch or weights_lib.file_arch(config.model), config.model
     arch = config.arch
     if arch == 'auto':
         arch = 'vgg19' if os.path.isfile(weights_lib.default_path('vgg19')) else 'vgg16'

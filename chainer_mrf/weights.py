@@ -120,18 +120,37 @@ def load_weights(path):
         ValueError: if the file is not an npz of VGG16 or VGG19 convolution weights.
     """
     path = os.fspath(path)
+    weights = _read(path, lambda npz: {k: npz[k] for k in npz.files})
+    arch = _arch_of(weights)
+    check_weights(weights, arch, source=path)
+    return arch, {k: v.astype(numpy.float32, copy=False) for k, v in weights.items()}
+
+
+def file_arch(path):
+    """The architecture a weights file holds, judged from its array names (no data is read).
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`load_weights`, for a missing or unreadable
+            file (the arrays themselves are checked when the file is loaded).
+    """
+    return _arch_of(_read(os.fspath(path), lambda npz: npz.files))
+
+
+def _arch_of(names):
+    return 'vgg19' if 'conv3_4/W' in names else 'vgg16'
+
+
+def _read(path, read):
+    """``read(npz)`` on the opened file, with one clear error for a missing or bad file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(
             'weights file not found: %s (make it with "python -m chainer_mrf.weights fetch" '
             'or scripts/convert_caffemodel.py)' % path)
     try:
         with numpy.load(path, allow_pickle=False) as npz:
-            weights = {k: npz[k] for k in npz.files}
+            return read(npz)
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
         raise ValueError('%s: not a readable weights file (.npz): %s' % (path, e)) from None
-    arch = 'vgg19' if 'conv3_4/W' in weights else 'vgg16'
-    check_weights(weights, arch, source=path)
-    return arch, {k: v.astype(numpy.float32, copy=False) for k, v in weights.items()}
 
 
 def models_dir():

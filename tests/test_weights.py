@@ -34,7 +34,7 @@ def test_save_load_round_trip_any_extension(tmp_path):
     weights_lib.save_weights(str(path), weights, 'vgg16')
     assert sorted(os.listdir(path.parent)) == ['weights.bin']
     arch, loaded = weights_lib.load_weights(str(path))
-    assert arch == 'vgg16'
+    assert arch == 'vgg16' == weights_lib.file_arch(str(path))
     for key, value in weights.items():
         numpy.testing.assert_array_equal(loaded[key], value)
 
@@ -69,6 +69,17 @@ def _keras_named(weights):
         out[weights_lib._ONNX_W.format(b=b, c=c)] = weights[name + '/W']
         out[weights_lib._ONNX_B.format(b=b, c=c)] = weights[name + '/b']
     return out
+
+
+def test_file_arch_reads_names_only(tmp_path):
+    path = str(tmp_path / 'w19.npz')
+    weights_lib.save_weights(path, random_weights('vgg19'), 'vgg19')
+    assert weights_lib.file_arch(path) == 'vgg19'
+    (tmp_path / 'bad.npz').write_bytes(b'not a zip')
+    with pytest.raises(ValueError, match='not a readable weights file'):
+        weights_lib.file_arch(str(tmp_path / 'bad.npz'))
+    with pytest.raises(FileNotFoundError, match='weights file not found'):
+        weights_lib.file_arch(str(tmp_path / 'none.npz'))
 
 
 def test_vgg16_from_onnx_maps_names_and_checks_canary():
