@@ -1,0 +1,233 @@
+"""Semantic maps (neural-doodle, Champandard 2016; ALGORITHM.md, section 4) for the MRF matching.
+
+Each image may come with a map of labelled regions of its own size: a colour image (each colour a
+label) or an array of N channels (e.g. one-hot). The map is resized with its image, downsampled
+to each MRF layer's resolution, scaled by a semantic weight and appended to the feature channels
+before patches are extracted, so a patch of the result matches only style patches from the same
+kind of region. Only the feature channels enter the loss: the map channels steer the matching.
+
+A map here is a float32 array of shape (1, N, H, W), like a preprocessed image, values in [0, 1].
+The steps, in the order a synthesis takes them::
+
+    content_map, style_map = load_map('content_sem.png'), load_map('style_sem.png')
+    check_maps(content_map, style_map, content_rgb.shape[:2], style_rgb.shape[:2],
+               content_name='content_sem.png', style_name='style_sem.png')
+    content_map = resize_map(content_map, content_size)   # as the content image is resized
+    # at each level and MRF layer:
+    layer_map = downsample_map(content_map, feature.shape[2:])
+    queries = append_map(feature, layer_map, semantic_weight)   # matching only
+"""
+
+import chainer
+import numpy
+from chainer import backend
+
+from chainer_mrf import image
+
+SIZE_RULES = ('width', 'max_size')
+
+
+def load_map(source):
+    """Loads a semantic map.
+
+    - A path, a Pillow image or a ``uint8`` array is an image: it is read as the photos are
+      (:func:`chainer_mrf.image.load_image`: grayscale and palette images become RGB, alpha is
+      composited onto white) and its three channels are scaled to [0, 1].
+    - A floating-point or boolean array of shape (H, W) or (H, W, N) is used as it is, one
+      channel per label (``True`` is 1); its values must be finite and in [0, 1].
+
+    Args:
+        source (str, os.PathLike, PIL.Image.Image or numpy.ndarray): the map.
+
+    Returns:
+        numpy.ndarray: float32 map of shape (1, N, H, W), N = 3 for an image.
+
+    Raises:
+        FileNotFoundError: the path does not exist.
+        ValueError: the file is not an image; the array has another shape or dtype, no pixels,
+            or values outside [0, 1].
+        TypeError: ``source`` is of another type.
+
+    Shape:
+        Output: (1, N, H, W).
+
+    Examples:
+        >>> load_map(numpy.array([[0, 255]], numpy.uint8)).tolist()
+        [[[[0.0, 1.0]], [[0.0, 1.0]], [[0.0, 1.0]]]]
+        >>> load_map(numpy.eye(2, dtype=bool)).shape
+        (1, 1, 2, 2)
+    """
+    if isinstance(source, numpy.ndarray) and source.dtype != numpy.uint8:
+        return _channels_map(source)
+    rgb = image.load_image(source)
+    return (rgb.transpose(2, 0, 1)[None] / numpy.float32(255)).astype(numpy.float32)
+
+
+def _channels_map(array):
+    """Validates an N-channel float or boolean array and returns it as a (1, N, H, W) map."""
+    values = array[..., None] if array.ndim == 2 else array
+    if values.ndim != 3 or 0 in values.shape or values.dtype.kind not in 'fb':
+        raise ValueError('a semantic map array must be uint8 (an image), or floating point or '
+                         'boolean of shape (H, W) or (H, W, N) with pixels; got %s of shape %s'
+                         % (array.dtype, array.shape))
+    values = values.astype(numpy.float32)
+    if not numpy.isfinite(values).all() or values.min() < 0 or values.max() > 1:
+        raise ValueError('semantic map values must be finite and in [0, 1]; got values from %g '
+                         'to %g' % (values.min(), values.max()))
+    return numpy.ascontiguousarray(values.transpose(2, 0, 1)[None])
+
+
+def check_maps(content_map, style_map, content_shape=None, style_shape=None, *,
+               content_name='the content map', style_name='the style map'):
+    """Checks the maps of a synthesis against each other and their images, before resizing.
+
+    Each check names the file to fix, in one line: a map given on one side only; a map whose
+    (H, W) is not its image's; two maps with different channel counts.
+
+    Args:
+        content_map (array or None): the content's map, (1, N, H, W), or ``None``.
+        style_map (array or None): the style's map, or ``None``.
+        content_shape (tuple of int or None): (H, W) of the content image as loaded; ``None``
+            skips its size check (texture synthesis has no content image). Default: ``None``.
+        style_shape (tuple of int or None): (H, W) of the style image as loaded; ``None`` skips
+            its size check. Default: ``None``.
+        content_name (str): how messages name the content map, e.g. its file. Default:
+            ``'the content map'``.
+        style_name (str): how messages name the style map. Default: ``'the style map'``.
+
+    Raises:
+        ValueError: one of the three mismatches.
+
+    Examples:
+        >>> check_maps(None, None)  # no maps: nothing to check
+        >>> check_maps(numpy.zeros((1, 3, 2, 4)), None, content_name='a_sem.png')
+        Traceback (most recent call last):
+        ...
+        ValueError: a semantic map for the content (a_sem.png) needs one for the style too
+    """
+    if content_map is None and style_map is None:
+        return
+    sides = (('content', content_map, content_shape, content_name),
+             ('style', style_map, style_shape, style_name))
+    for (side, given, _, name), (other, missing, _, _) in zip(sides, sides[::-1]):
+        if given is not None and missing is None:
+            raise ValueError('a semantic map for the %s (%s) needs one for the %s too'
+                             % (side, name, other))
+    for side, semantic_map, shape, name in sides:
+        if shape is not None and tuple(semantic_map.shape[2:]) != tuple(shape):
+            raise ValueError('semantic map %s is %dx%d but the %s image is %dx%d: resize the map '
+                             'to its image' % ((name,) + semantic_map.shape[:1:-1]
+                                               + (side,) + tuple(shape[::-1])))
+    if content_map.shape[1] != style_map.shape[1]:
+        raise ValueError('semantic maps %s (%d channels) and %s (%d channels) must have the same '
+                         'number of channels' % (content_name, content_map.shape[1],
+                                                 style_name, style_map.shape[1]))
+
+
+def resize_map(semantic_map, size, size_rule='width'):
+    """Resizes a map to the synthesis size the way its image is resized.
+
+    - ``'width'`` (dsanno): Pillow's bilinear filter on 8-bit values
+      (:func:`chainer_mrf.image.resize_pil`), three channels at a time; the map is rounded to
+      1/255 first, which leaves a map read from an image file exactly as it was.
+    - ``'max_size'`` (the authors): Torch's bilinear rule in float
+      (:func:`chainer_mrf.image.resize_bilinear`).
+
+    Args:
+        semantic_map (numpy.ndarray): the map, values in [0, 1].
+        size (tuple of int): ``(width, height)`` of the result.
+        size_rule (str): the preset's ``size_rule``, ``'width'`` or ``'max_size'``. Default:
+            ``'width'``.
+
+    Returns:
+        numpy.ndarray: the float32 map at ``size``.
+
+    Raises:
+        ValueError: an unknown ``size_rule``, or a size that is not positive.
+
+    Shape:
+        semantic_map: (1, N, H, W). Output: (1, N, size[1], size[0]).
+    """
+    if size_rule == 'max_size':
+        return image.resize_bilinear(semantic_map, size)
+    if size_rule != 'width':
+        raise ValueError('size_rule must be one of %s, got %r' % (SIZE_RULES, size_rule))
+    channels = semantic_map.shape[1]
+    levels = numpy.rint(numpy.clip(semantic_map[0], 0, 1) * 255).astype(numpy.uint8)
+    # resize_pil takes RGB: pad the channels to a multiple of three with zeros.
+    levels = numpy.concatenate(
+        [levels, numpy.zeros((-channels % 3,) + levels.shape[1:], numpy.uint8)])
+    resized = [image.resize_pil(levels[i:i + 3].transpose(1, 2, 0), size)
+               for i in range(0, len(levels), 3)]
+    stacked = numpy.concatenate(resized, axis=2).transpose(2, 0, 1)[None, :channels]
+    return (stacked / numpy.float32(255)).astype(numpy.float32)
+
+
+def downsample_map(semantic_map, shape):
+    """A map at a feature layer's resolution, by area averaging.
+
+    Each feature pixel of a layer behind k poolings summarises about a 2^k square of pixels; the
+    area average (:func:`chainer_mrf.image.resize_bilinear`, which averages when it shrinks)
+    gives it the share of each region in its square, as neural-doodle's average pooling of the
+    map does. Point sampling (plain bilinear) would read 2 of every 8 pixels at relu4 and could
+    drop a thin region. Taking the target size from the feature map, rather than pooling k times,
+    fits VGG's ceil-mode pooling sizes whatever they are; go from the full-size map at every
+    level, so coarse levels lose nothing to an earlier subsampling.
+
+    Args:
+        semantic_map (array): the map, NumPy or CuPy.
+        shape (tuple of int): (H, W) of the feature map, e.g. ``feature.shape[2:]``.
+
+    Returns:
+        array: the float32 map at ``shape``, of ``semantic_map``'s array module.
+
+    Shape:
+        semantic_map: (1, N, H, W). Output: (1, N, shape[0], shape[1]).
+
+    Examples:
+        >>> halves = numpy.zeros((1, 1, 4, 4), numpy.float32); halves[..., 2:] = 1
+        >>> downsample_map(halves, (2, 2))[0, 0].tolist()
+        [[0.0, 1.0], [0.0, 1.0]]
+    """
+    return image.resize_bilinear(semantic_map.astype(numpy.float32, copy=False),
+                                 (shape[1], shape[0]))
+
+
+def append_map(features, semantic_map, semantic_weight):
+    """Features with ``semantic_weight * map`` appended as extra channels, for the matching only.
+
+    Extract patches from the result (content map) and from the style (style map), build the bank
+    and match as usual. Patches are flattened channel first (:mod:`chainer_mrf.patches`), so the
+    first ``C * ksize**2`` entries of a matched patch are its features: compare only those in
+    the loss.
+
+    Args:
+        features (chainer.Variable or array): a feature map, NumPy or CuPy; its data is used
+            (no gradient flows).
+        semantic_map (array): the map at the features' resolution (:func:`downsample_map`),
+            same array module.
+        semantic_weight (float): the map's scale against the features, > 0. neural-doodle
+            defaults to 10 but scales its maps to 0-255 and normalises each part separately, so
+            its value does not carry over; a preset sets it.
+
+    Returns:
+        array: float32, the feature channels then the map channels.
+
+    Raises:
+        ValueError: the map is not at the features' batch size and (H, W), the two are on
+            different array modules, or ``semantic_weight`` is not positive.
+
+    Shape:
+        features: (1, C, H, W). semantic_map: (1, N, H, W). Output: (1, C + N, H, W).
+    """
+    features = chainer.as_array(features)
+    xp = backend.get_array_module(features)
+    if backend.get_array_module(semantic_map) is not xp:
+        raise ValueError('the features and the semantic map are on different devices')
+    if (semantic_map.shape[0], semantic_map.shape[2:]) != (features.shape[0], features.shape[2:]):
+        raise ValueError('a semantic map of shape %s does not fit features of shape %s '
+                         '(downsample_map it first)' % (semantic_map.shape, features.shape))
+    if not semantic_weight > 0:
+        raise ValueError('semantic_weight must be > 0, got %r' % (semantic_weight,))
+    weighted = semantic_map.astype(numpy.float32, copy=False) * numpy.float32(semantic_weight)
+    return xp.concatenate([features.astype(numpy.float32, copy=False), weighted], axis=1)
