@@ -57,9 +57,12 @@ class SquaredError(function_node.FunctionNode):
         self.retain_inputs((0,))
         x, = inputs
         xp = backend.get_array_module(x)
-        diff = (x - self.target).ravel()
-        weighted = diff if self.coverage is None else diff / self.coverage.ravel()
-        return xp.asarray(diff.dot(weighted) * self.scale, dtype=x.dtype),
+        diff = x - self.target
+        weighted = diff if self.coverage is None else diff / self.coverage
+        # Flattened in memory order, so that patch matrices (transposed views) are not copied.
+        order = 'F' if diff.flags.f_contiguous and weighted.flags.f_contiguous else 'C'
+        return xp.asarray(diff.ravel(order).dot(weighted.ravel(order)) * self.scale,
+                          dtype=x.dtype),
 
     def backward(self, indexes, grad_outputs):
         x, = self.get_retained_inputs()
@@ -67,8 +70,10 @@ class SquaredError(function_node.FunctionNode):
         diff = x - self.target
         if self.coverage is not None:
             diff = diff / self.coverage
-        # Built from Chainer functions, so the gradient is itself differentiable.
-        return F.broadcast_to(gy * (2.0 * self.scale), x.shape) * diff,
+        # Built from Chainer functions, so the gradient is itself differentiable. The scalar
+        # broadcasts (a broadcast_to would be laid out row-major, and multiplying it with a
+        # patch matrix, a transposed view, would read one of them across: ~10x slower).
+        return diff * (gy * (2.0 * self.scale)),
 
 
 def _constant(array, like, name):

@@ -33,6 +33,14 @@ class Step:
         iteration (int): steps done so far, counted across levels (dsanno's counter).
         level_iteration (int): steps done so far at this level.
         seconds (float): wall time of this step.
+        timings (dict): ``seconds`` split by phase: ``vgg_forward``, ``matching``,
+            ``vgg_backward`` and ``other`` (patch extraction, the loss terms and their
+            gradients, the optimiser's update). On a GPU, each phase ends with a synchronisation
+            so that it counts its own kernels.
+        flops (dict): the floating-point operations of the step's dense products, counted
+            analytically: ``vgg_forward`` and ``vgg_backward`` (the convolutions; the backward
+            pass computes input gradients only, the same count), ``matching`` (2 P S D per
+            style layer, P synthesised and S style patches of length D).
         losses (dict): every energy term by name (``content_4_2``, ``style_3_2``, ``tv``...),
             evaluated at the image before the step, as floats.
         x (array): the image after the step, preprocessed, (1, 3, H, W), on the device.
@@ -44,6 +52,8 @@ class Step:
     iteration: int
     level_iteration: int
     seconds: float
+    timings: typing.Dict[str, float]
+    flops: typing.Dict[str, int]
     losses: typing.Dict[str, float]
     x: typing.Any
     preprocessing: image_lib.Preprocessing
@@ -124,14 +134,13 @@ def synthesize(content, style, *, preset='dsanno', device=-1, callback=None, **o
             target.x = chainer.Parameter(x)
         optimizer.setup(target)  # a fresh L-BFGS history at each level, as both originals
         for level_iteration in range(1, steps + 1):
-            start = time.perf_counter()
-            values = terms.step(target, optimizer)
+            values, timings = terms.step(target, optimizer)
             iteration += 1
             if callback is not None:
                 # A copy, so that a Step kept by the caller is not changed by later steps.
                 callback(Step(level, len(factors), iteration, level_iteration,
-                              time.perf_counter() - start, values, target.x.array.copy(),
-                              preprocessing))
+                              sum(timings.values()), timings, dict(terms.flops), values,
+                              target.x.array.copy(), preprocessing))
         x = target.x.array
     return image_lib.deprocess(chainer.backend.CpuDevice().send(x), preprocessing)
 
@@ -236,6 +245,7 @@ class _Energy:
     def __init__(self, vgg, config, dev, content, style, x):
         self.vgg = vgg
         self.config = config
+        self.dev = dev
         with chainer.no_backprop_mode(), chainer.using_config('train', False):
             self.content = ({} if content is None else
                             {name: v.array for name, v in
@@ -254,6 +264,10 @@ class _Energy:
             coverage = (self._coverage(start[name], grids[name])
                         if config.overlap == 'average' else None)
             self.layers.append((name, weight, grids[name], banks[name], coverage))
+        convolutions = vgg.flops(x.shape[2:], set(self.content) | set(config.style_layers))
+        self.flops = {'vgg_forward': convolutions, 'vgg_backward': convolutions,
+                      'matching': sum(2 * len(grid['rows']) * len(grid['cols']) * bank.size
+                                      * bank.dim for _, _, grid, bank, _ in self.layers)}
 
     def _banks(self, style):
         """One patch bank per style layer over every style copy (rotations and scales)."""
@@ -275,21 +289,35 @@ class _Energy:
                 for name, p in parts.items()}
 
     def step(self, target, optimizer):
-        """One optimiser step; returns the energy terms at the image before the step."""
+        """One optimiser step.
+
+        The loss terms are built on detached copies of the features, so that the gradient of
+        the terms and VGG's backward pass run (and are timed) apart; VGG's backward then
+        starts from the features' gradients, which is the same chain rule.
+
+        Returns:
+            tuple: the energy terms at the image before the step, and the step's seconds by
+            phase (see :class:`Step`).
+        """
         config = self.config
+        clock = _Clock(self.dev)
         target.cleargrads()
         features = self.vgg(target.x, layers=set(self.content) | set(config.style_layers))
+        clock.lap('vgg_forward')
+        leaves = {name: chainer.Variable(feature.array) for name, feature in features.items()}
         terms = {}
         for name, reference in self.content.items():
             terms['content_' + presets.short_name(name)] = losses.content_loss(
-                features[name], reference, config.content_weight)
+                leaves[name], reference, config.content_weight)
         for name, weight, grid, bank, coverage in self.layers:
-            synthesised = patches.extract_patches(features[name], config.patch_size, **grid)
+            synthesised = patches.extract_patches(leaves[name], config.patch_size, **grid)
+            clock.lap('other')
             threshold = config.confidence_threshold
             indices, scores = matching.match(synthesised.array, bank,
                                              memory_budget=config.memory_budget,
                                              cosine=threshold is not None)
             matched = bank.take(indices)
+            clock.lap('matching')
             if threshold is not None:
                 matched, coverage = self._drop_unconfident(
                     synthesised, matched, scores >= threshold, coverage, features[name], grid)
@@ -297,8 +325,14 @@ class _Energy:
                 synthesised, matched, weight, coverage)
         terms['tv'] = losses.total_variation(target.x, config.tv_weight, config.tv_variant)
         sum(terms.values()).backward()
+        clock.lap('other')
+        chainer.backward([features[name] for name in leaves],
+                         [leaves[name].grad_var for name in leaves])
+        clock.lap('vgg_backward')
         optimizer.update()
-        return {name: float(value.array) for name, value in terms.items()}
+        values = {name: float(value.array) for name, value in terms.items()}
+        clock.lap('other')
+        return values, clock.seconds
 
     def _drop_unconfident(self, synthesised, matched, keep, coverage, feature, grid):
         """Patches below the confidence threshold get no MRF gradient (the authors' rule):
@@ -314,6 +348,25 @@ class _Energy:
     def _coverage(self, feature, grid, keep=None):
         return losses.patch_coverage(
             lambda f: patches.extract_patches(f, self.config.patch_size, **grid), feature, keep)
+
+
+class _Clock:
+    """Wall time by phase; on a GPU it synchronises at each lap, so that a phase counts the
+    kernels it launched rather than the ones still running from the one before."""
+
+    def __init__(self, dev):
+        self._sync = (dev.device.synchronize if isinstance(dev, chainer.backend.GpuDevice)
+                      else None)
+        self.seconds = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase):
+        """Charges the time since the last lap to ``phase``."""
+        if self._sync is not None:
+            self._sync()
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._last
+        self._last = now
 
 
 def _fits(feature, k, name, which):

@@ -2,10 +2,13 @@
 
 The weights are persistent arrays, not parameters: synthesis optimises the image alone, so the
 backward pass computes input gradients only and skips the weight gradients, a third of the work.
+On the CPU, the convolutions and max pooling are :mod:`chainer_mrf.layers`' (about twice as fast
+as Chainer's there, in a fraction of the memory).
 """
 import chainer
 import chainer.functions as F
 
+from chainer_mrf import layers as layers_lib
 from chainer_mrf import weights as weights_lib
 
 POOLINGS = ('max', 'average')
@@ -94,21 +97,52 @@ class VGG(chainer.Chain):
         last = max(self.layer_names.index(name) for name in layers) if layers else -1
         out = {}
         h = x
+        fused = False
         for name in self.layer_names[:last + 1]:
             if name.startswith('conv'):
-                h = F.convolution_2d(h, getattr(self, name + '_W'), getattr(self, name + '_b'),
-                                     pad=1)
+                # The ReLU is applied inside the convolution unless its input is asked for.
+                fused = name not in wanted
+                h = layers_lib.convolution_3x3(h, getattr(self, name + '_W'),
+                                               getattr(self, name + '_b'), relu=fused)
             elif name.startswith('relu'):
-                h = F.relu(h)
+                h = h if fused else F.relu(h)
             else:
                 h = self._pool(h)
             if name in wanted:
                 out[name] = h
         return out
 
+    def flops(self, shape, layers=('relu4_2',)):
+        """The floating-point operations of the convolutions ``forward`` runs for ``layers``.
+
+        Each convolution costs 2 * 9 * C_in * C_out * H * W (a multiply and an add per weight
+        and output pixel); the backward pass to the input costs the same again.
+
+        Args:
+            shape (tuple of int): the input's (H, W).
+            layers (iterable of str): the requested layers. Default: ``('relu4_2',)``.
+
+        Returns:
+            int: the count for one image.
+
+        Examples:
+            >>> VGG16().flops((224, 224), ['relu1_1'])  # doctest: +SKIP
+            173408256
+        """
+        height, width = shape
+        last = max((self.layer_names.index(name) for name in layers), default=-1)
+        total = 0
+        for name in self.layer_names[:last + 1]:
+            if name.startswith('conv'):
+                out_channels, channels = getattr(self, name + '_W').shape[:2]
+                total += 2 * 9 * channels * out_channels * height * width
+            elif name.startswith('pool'):
+                height, width = -(-height // 2), -(-width // 2)
+        return total
+
     def _pool(self, h):
         if self.pooling == 'max':
-            return F.max_pooling_2d(h, 2, 2, cover_all=True)
+            return layers_lib.max_pooling_2x2(h)
         # Ceil-mode average: pad odd sides with zeros, then rescale the edge windows so each
         # output is the mean of the pixels it covers (as Caffe does), not of the padding too.
         height, width = h.shape[2:]

@@ -5,6 +5,7 @@ import pytest
 from chainer import gradient_check
 from chainer.functions.connection import convolution_2d
 
+from chainer_mrf import layers
 from chainer_mrf import weights as weights_lib
 from chainer_mrf.vgg import VGG, VGG16, VGG19
 from conftest import random_weights
@@ -95,13 +96,13 @@ def test_pooling_rounds_up_and_matches_loops(random_vgg16_path, small_input, poo
 def test_stops_after_last_requested_layer(random_vgg16_path, small_input, monkeypatch):
     vgg = VGG16(random_vgg16_path)
     calls = []
-    original = F.convolution_2d
+    original = layers.convolution_3x3
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(F, 'convolution_2d', counting)
+    monkeypatch.setattr(layers, 'convolution_3x3', counting)
     out = vgg(small_input, layers=['relu2_1', 'conv1_2'])
     assert sorted(out) == ['conv1_2', 'relu2_1']
     assert len(calls) == 3
@@ -177,3 +178,20 @@ def test_bad_layer_name_and_pooling(random_vgg16_path, small_input):
         vgg(small_input, layers=['relu3_4'])
     with pytest.raises(ValueError, match='unknown pooling'):
         VGG16(random_vgg16_path, pooling='median')
+
+
+def test_flops_known_answer(random_vgg16_path):
+    vgg = VGG16(random_vgg16_path)
+    assert vgg.flops((224, 224), ['relu1_1']) == 2 * 9 * 3 * 64 * 224 * 224
+    # conv1_1 and conv1_2 at 5x7, then conv2_1 at the ceil-pooled 3x4.
+    assert vgg.flops((5, 7), ['relu2_1']) == 2 * 9 * (3 * 64 * 35 + 64 * 64 * 35 + 64 * 128 * 12)
+    assert vgg.flops((5, 7), []) == 0
+
+
+def test_fused_relu_matches_separate(random_vgg16_path, small_input):
+    vgg = VGG16(random_vgg16_path)
+    fused = vgg(small_input, layers=['relu2_1'])['relu2_1'].array
+    separate = vgg(small_input, layers=['conv1_1', 'conv1_2', 'conv2_1', 'relu2_1'])
+    numpy.testing.assert_array_equal(fused, separate['relu2_1'].array)
+    numpy.testing.assert_array_equal(separate['relu2_1'].array,
+                                     numpy.maximum(separate['conv2_1'].array, 0))

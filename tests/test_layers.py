@@ -1,0 +1,80 @@
+import chainer
+import chainer.functions as F
+import numpy
+import pytest
+from chainer import gradient_check
+
+from chainer_mrf import layers
+
+
+def _both(function, reference, x, gy):
+    """Outputs and input gradients of ``function`` and ``reference`` for the same input."""
+    results = []
+    for f in (function, reference):
+        v = chainer.Variable(x.copy())
+        y = f(v)
+        y.grad = gy
+        y.backward()
+        results.append((y.array, v.grad))
+    return results
+
+
+@pytest.mark.parametrize('shape,out_channels', [
+    ((1, 3, 9, 11), 8),    # fewer input channels: the backward scatters with col2im
+    ((1, 8, 9, 11), 4),    # more: it correlates with the flipped filters
+    ((2, 5, 1, 1), 6),     # a batch, and a 1x1 map where every tap but the centre is padding
+    ((1, 4, 3, 40), 4),
+])
+@pytest.mark.parametrize('strip_bytes', [1, 400, layers.STRIP_BYTES])
+@pytest.mark.parametrize('relu', [False, True])
+def test_convolution_matches_chainer(shape, out_channels, strip_bytes, relu, monkeypatch):
+    monkeypatch.setattr(layers, 'STRIP_BYTES', strip_bytes)  # 1: one row per strip
+    rng = numpy.random.RandomState(0)
+    x = rng.standard_normal(shape).astype(numpy.float32)
+    W = rng.standard_normal((out_channels, shape[1], 3, 3)).astype(numpy.float32)
+    b = rng.standard_normal(out_channels).astype(numpy.float32)
+    gy = rng.standard_normal((shape[0], out_channels) + shape[2:]).astype(numpy.float32)
+
+    def reference(v):
+        y = F.convolution_2d(v, W, b, pad=1)
+        return F.relu(y) if relu else y
+
+    (y, gx), (y_ref, gx_ref) = _both(lambda v: layers.convolution_3x3(v, W, b, relu=relu),
+                                     reference, x, gy)
+    numpy.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+    numpy.testing.assert_allclose(gx, gx_ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('channels,out_channels', [(2, 3), (3, 2)])
+def test_convolution_gradients_of_both_orders(channels, out_channels):
+    rng = numpy.random.RandomState(1)
+    x = rng.standard_normal((1, channels, 4, 5))
+    W = rng.standard_normal((out_channels, channels, 3, 3))
+    gy = rng.standard_normal((1, out_channels, 4, 5))
+    ggx = rng.standard_normal(x.shape)
+    gradient_check.check_backward(lambda v: layers.convolution_3x3(v, W), x, gy,
+                                  eps=1e-3, atol=1e-6, rtol=1e-6)
+    # The backward pass is itself differentiable (it is the transposed convolution).
+    gradient_check.check_double_backward(lambda v: layers.convolution_3x3(v, W), x, gy, ggx,
+                                         eps=1e-3, atol=1e-6, rtol=1e-6)
+
+
+@pytest.mark.parametrize('shape', [(1, 3, 7, 9), (2, 4, 8, 6), (1, 2, 1, 1), (1, 5, 33, 2)])
+def test_max_pooling_matches_chainer(shape):
+    rng = numpy.random.RandomState(2)
+    x = rng.standard_normal(shape).astype(numpy.float32)
+    x[..., :2, :2] = 1.5  # ties: the first maximum in window order takes the gradient
+    gy = rng.standard_normal(shape[:2] + (-(-shape[2] // 2), -(-shape[3] // 2))).astype(
+        numpy.float32)
+    (y, gx), (y_ref, gx_ref) = _both(
+        layers.max_pooling_2x2, lambda v: F.max_pooling_2d(v, 2, 2, cover_all=True), x, gy)
+    numpy.testing.assert_array_equal(y, y_ref)
+    numpy.testing.assert_array_equal(gx, gx_ref)
+
+
+def test_max_pooling_refuses_second_derivatives():
+    x = chainer.Variable(numpy.arange(16, dtype=numpy.float32).reshape(1, 1, 4, 4))
+    y = layers.max_pooling_2x2(x)
+    gx, = chainer.grad([F.sum(y * y)], [x], enable_double_backprop=True)
+    with pytest.raises(NotImplementedError, match='second derivatives'):
+        F.sum(gx * gx).backward()
