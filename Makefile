@@ -15,7 +15,7 @@ PY := $(VENV)/bin/python
 WEIGHTS := models/vgg16.npz
 PYTEST_ARGS ?=
 
-.PHONY: test demo venv weights clean
+.PHONY: test demo venv weights device-bundle clean
 
 venv: $(VENV)/.installed
 
@@ -41,6 +41,14 @@ DEMO_OUT ?= out/demo
 demo: $(VENV)/.installed $(WEIGHTS)
 	$(PY) scripts/generate.py -c chainer_mrf/data/content_chelsea.png \
 		-s chainer_mrf/data/style_hubble_deep_field.png -o $(DEMO_OUT) --force
+
+# What benchmarks/device.sh needs on a lent GPU machine beyond its image: Chainer's wheel and
+# the paper's portrait pair (never committed: .device/ is ignored).
+PAPER_DATA ?= ../shared/data/cnnmrf
+device-bundle: $(VENV)/.installed
+	mkdir -p .device
+	$(PY) -m pip wheel -q --no-build-isolation --no-deps -w .device chainer==7.8.1
+	cp $(PAPER_DATA)/content/potrait1.jpg $(PAPER_DATA)/style/picasso.jpg .device/
 
 clean:
 	rm -rf .venv .venv-oldest .venv312 build *.egg-info .pytest_cache

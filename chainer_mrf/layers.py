@@ -6,11 +6,14 @@ it reaches about a third of the machine's matrix-multiply rate; its max pooling 
 N-dimensional im2col too. Here:
 
 - :func:`convolution_3x3` ('same' 3x3, stride 1, the only convolution in VGG) works in strips of
-  output rows: a strip's im2col block (a few MiB, so it stays in cache) is built from nine
-  slices, without padding the input, and one matrix product writes the strip of the output in
-  place, already (C, H, W). Its backward pass is the transposed convolution, a function of the
-  same kind, so it is differentiable again; it keeps no input, because the weights are constants
-  (the network's weights are not optimised).
+  output rows. A strip's input rows are copied three times, shifted by one column each way
+  (a few MiB, so they stay in cache; no padded copy of the input): those copies, read one and
+  two rows further on, are the windows of the three filter rows, so three matrix products
+  write the strip of the output in place, already (C, H, W), from a third of im2col's copying.
+  Its backward pass is the transposed convolution, a function of the same kind, so it is
+  differentiable again; it keeps no input, because the weights are constants (the network's
+  weights are not optimised). The ReLU that follows every VGG convolution is applied to each
+  strip, and its backward mask likewise.
 - :func:`max_pooling_2x2` (2x2, stride 2, ceil mode) takes the maximum of four strided views and
   keeps which one won (the first on ties, as Chainer) for its backward pass (first order).
 
@@ -21,8 +24,9 @@ import chainer.functions as F
 from chainer import function_node
 import numpy
 
-STRIP_BYTES = 6 << 20
-"""Bytes of the im2col block of one strip (measured: 4 to 12 MiB all run within 5 % here)."""
+STRIP_BYTES = 8 << 20
+"""Bytes of a strip's working block (measured here: 4 to 12 MiB run within 10 % of each
+other; smaller strips make the matrix products too narrow, larger ones leave the cache)."""
 
 
 def convolution_3x3(x, W, b=None, *, relu=False):
@@ -68,10 +72,6 @@ def max_pooling_2x2(x):
     return _MaxPooling2x2().apply((x,))[0]
 
 
-def _strip_rows(channels, width):
-    return max(1, STRIP_BYTES // (channels * 9 * width * 4))
-
-
 def _taps(height, r0, r1):
     """For each filter row ``ky``: the output rows ``[d0, d1)`` of the strip ``[r0, r1)`` whose
     input row ``r + ky - 1`` lies inside the image, and that input row range."""
@@ -87,74 +87,131 @@ _SHIFTS = ((0, slice(1, None), slice(None, -1)),   # kx = 0: input column w - 1
            (2, slice(None, -1), slice(1, None)))    # kx = 2: column w + 1
 
 
-def _im2col(x, r0, r1, out):
-    """Fills ``out`` (C, 3, 3, r1 - r0, W) with the zero-padded 3x3 windows of output rows
-    ``[r0, r1)`` of the map ``x`` (C, H, W)."""
-    for ky, d0, d1, rows in _taps(x.shape[1], r0, r1):
-        for kx, dst, src in _SHIFTS:
-            o = out[:, ky, kx]
-            o[:, :d0] = 0
-            o[:, d1:] = 0
-            o[:, d0:d1, dst] = x[:, rows, src]
-            if kx != 1:  # the column that falls outside the image
-                o[:, d0:d1, 0 if kx == 0 else -1] = 0
-    return out
+def _expand(image, active, r0, r1, out):
+    """Fills ``out`` (C, 3, r1 - r0 + 2, W) with input rows ``r0 - 1`` to ``r1`` of ``image``
+    (C, H, W), zero outside the image, shifted by each filter column: ``out[:, kx, j, w]`` is
+    ``image[:, r0 - 1 + j, w + kx - 1]``. With ``active`` (like ``image``), the rows are taken
+    as zero where ``active`` is not positive."""
+    height = image.shape[1]
+    top, bottom = max(0, r0 - 1), min(height, r1 + 1)
+    d0, d1 = top - (r0 - 1), bottom - (r0 - 1)
+    out[:, :, :d0] = 0
+    out[:, :, d1:] = 0
+    centre = out[:, 1, d0:d1]
+    if active is None:
+        centre[...] = image[:, top:bottom]
+    else:
+        numpy.multiply(image[:, top:bottom], active[:, top:bottom] > 0, out=centre)
+    out[:, 0, d0:d1, 1:] = centre[:, :, :-1]
+    out[:, 0, d0:d1, 0] = 0
+    out[:, 2, d0:d1, :-1] = centre[:, :, 1:]
+    out[:, 2, d0:d1, -1] = 0
 
 
 def _col2im_add(cols, r0, r1, gx):
-    """The adjoint of :func:`_im2col`: adds ``cols`` (C, 3, 3, r1 - r0, W) into ``gx``
-    (C, H, W) where the windows were taken."""
+    """The adjoint of taking the zero-padded 3x3 windows of output rows ``[r0, r1)``: adds
+    ``cols`` (C, 3, 3, r1 - r0, W) into ``gx`` (C, H, W) where each window lies."""
     for ky, d0, d1, rows in _taps(gx.shape[1], r0, r1):
         for kx, dst, src in _SHIFTS:
             gx[:, rows, src] += cols[:, ky, kx, d0:d1, dst]
 
 
-def _strips(height, rows):
-    for r0 in range(0, height, rows):
-        yield r0, min(height, r0 + rows)
+def _strips(x, channels, copies):
+    """Splits the maps ``x`` (N, C_x, H, W) into strips of output rows whose working block
+    (``copies`` shifted copies of ``channels`` channels) fills about :data:`STRIP_BYTES`.
+
+    Yields:
+        tuple: ``(n, r0, r1, buffer)``: image ``n``, rows ``[r0, r1)``, and a flat buffer that
+        every strip reuses (so that it stays in cache), large enough for the block of
+        ``r1 - r0 + 2`` rows.
+    """
+    count, _, height, width = x.shape
+    rows = max(1, STRIP_BYTES // (channels * copies * width * x.itemsize) - 2)
+    buffer = numpy.empty(channels * copies * (min(rows, height) + 2) * width, dtype=x.dtype)
+    for n in range(count):
+        for r0 in range(0, height, rows):
+            yield n, r0, min(height, r0 + rows), buffer
 
 
-def _correlate(x, matrix, bias, relu=False):
-    """``y = matrix @ im2col(x) + bias`` strip by strip, then ``max(y, 0)`` if ``relu``:
-    (N, C, H, W) -> (N, C_out, H, W)."""
-    n, channels, height, width = x.shape
-    out_channels = matrix.shape[0]
-    y = numpy.empty((n, out_channels, height, width), dtype=x.dtype)
-    rows = _strip_rows(channels, width)
-    buffer = numpy.empty(channels * 9 * min(rows, height) * width, dtype=x.dtype)
-    for image, out in zip(x, y):
-        out = out.reshape(out_channels, height * width)
-        for r0, r1 in _strips(height, rows):
-            cols = _im2col(image, r0, r1, buffer[:channels * 9 * (r1 - r0) * width].reshape(
-                channels, 3, 3, r1 - r0, width))
-            strip = out[:, r0 * width:r1 * width]
-            numpy.matmul(matrix, cols.reshape(channels * 9, -1), out=strip)
-            # While the strip is still in cache:
-            if bias is not None:
-                strip += bias[:, None]
-            if relu:
-                numpy.maximum(strip, 0, out=strip)
+_MIN_DEPTH = 32
+"""The shortest products (3 C) :func:`_correlate` runs as three; below, one of 9 C."""
+
+
+def _tap_matrices(W):
+    """(C_out, C, 3, 3) filters as three (C_out, 3 C) matrices, one per filter row ``ky``,
+    with columns in the (c, kx) order of :func:`_expand`'s rows."""
+    return numpy.ascontiguousarray(W.transpose(2, 0, 1, 3)).reshape(3, W.shape[0], -1)
+
+
+def _correlate(x, matrices, bias=None, relu=False, active=None):
+    """3x3 'same' correlation strip by strip, plus ``bias``, then ``max(y, 0)`` if ``relu``:
+    (N, C, H, W) -> (N, C_out, H, W). With ``active`` (a map like ``x``), ``x`` is taken as
+    zero where ``active`` is not positive (a ReLU's backward, applied strip by strip).
+
+    A strip's three column-shifted copies (:func:`_expand`) hold every window: the rows of
+    filter row ``ky`` are the same block read ``ky`` rows further on, a (3 C, rows x W) matrix
+    with a uniform row stride that BLAS reads in place. So the output strip is three matrix
+    products (``matrices`` from :func:`_tap_matrices`), from a third of the copying of im2col.
+    """
+    count, channels, height, width = x.shape
+    out_channels = matrices.shape[1]
+    y = numpy.empty((count, out_channels, height, width), dtype=x.dtype)
+    flat = y.reshape(count, out_channels, height * width)
+    partial = None
+    # Products with few rows (3 C, e.g. 9 for an RGB image) run far below the machine's rate:
+    # there the three views are stacked into one matrix, im2col's, for a single product.
+    stacked = (None if 3 * channels >= _MIN_DEPTH else
+               matrices.transpose(1, 0, 2).reshape(out_channels, 9 * channels))
+    for n, r0, r1, buffer in _strips(x, channels, 3):
+        rows = r1 - r0
+        block = buffer[:channels * 3 * (rows + 2) * width].reshape(channels, 3, rows + 2, width)
+        _expand(x[n], None if active is None else active[n], r0, r1, block)
+        block = block.reshape(channels * 3, (rows + 2) * width)
+        strip = flat[n, :, r0 * width:r1 * width]
+        views = [block[:, ky * width:(ky + rows) * width] for ky in range(3)]
+        if stacked is not None:
+            numpy.matmul(stacked, numpy.concatenate(views), out=strip)
+        else:
+            numpy.matmul(matrices[0], views[0], out=strip)
+            if partial is None:
+                partial = numpy.empty(strip.size, dtype=x.dtype)
+            part = partial[:strip.size].reshape(strip.shape)
+            for ky in (1, 2):
+                numpy.matmul(matrices[ky], views[ky], out=part)
+                strip += part  # while the strip is in cache, as the bias and the ReLU below
+        if bias is not None:
+            strip += bias[:, None]
+        if relu:
+            numpy.maximum(strip, 0, out=strip)
     return y
 
 
-def _scatter(gy, matrix_t, channels):
-    """``gx = col2im(matrix_t @ gy)`` strip by strip: (N, C_out, H, W) -> (N, C, H, W)."""
-    n, out_channels, height, width = gy.shape
-    gx = numpy.zeros((n, channels, height, width), dtype=gy.dtype)
-    rows = _strip_rows(channels, width)
-    buffer = numpy.empty(channels * 9 * min(rows, height) * width, dtype=gy.dtype)
-    for image, out in zip(gy, gx):
-        image = image.reshape(out_channels, height * width)
-        for r0, r1 in _strips(height, rows):
-            cols = buffer[:channels * 9 * (r1 - r0) * width].reshape(channels * 9, -1)
-            numpy.matmul(matrix_t, image[:, r0 * width:r1 * width], out=cols)
-            _col2im_add(cols.reshape(channels, 3, 3, r1 - r0, width), r0, r1, out)
+def _scatter(gy, matrix_t, channels, active=None):
+    """``gx = col2im(matrix_t @ gy)`` strip by strip: (N, C_out, H, W) -> (N, C, H, W); with
+    ``active``, ``gy`` is taken as zero where ``active`` is not positive."""
+    count, out_channels, height, width = gy.shape
+    gx = numpy.zeros((count, channels, height, width), dtype=gy.dtype)
+    gy = gy.reshape(count, out_channels, height * width)
+    masked = None
+    for n, r0, r1, buffer in _strips(gx, channels, 9):
+        block = buffer[:channels * 9 * (r1 - r0) * width].reshape(
+            channels, 3, 3, r1 - r0, width)
+        strip = gy[n, :, r0 * width:r1 * width]
+        if active is not None:
+            if masked is None:
+                masked = numpy.empty(out_channels * block.shape[3] * width, dtype=gy.dtype)
+            strip = numpy.multiply(
+                strip, active.reshape(gy.shape)[n, :, r0 * width:r1 * width] > 0,
+                out=masked[:strip.size].reshape(strip.shape))
+        cols = block.reshape(channels * 9, -1)
+        numpy.matmul(matrix_t, strip, out=cols)
+        _col2im_add(block, r0, r1, gx[n])
     return gx
 
 
 class _Convolution3x3(function_node.FunctionNode):
     """y = W * x + b on the CPU, or max(W * x + b, 0); backward:
-    :class:`_Convolution3x3Transpose` (after the ReLU's mask)."""
+    :class:`_Convolution3x3Transpose`, masked by the ReLU's output."""
 
     def __init__(self, W, b, relu=False):
         self.W = W
@@ -166,26 +223,26 @@ class _Convolution3x3(function_node.FunctionNode):
         x = numpy.ascontiguousarray(x)
         if self.relu:
             self.retain_outputs((0,))
-        return _correlate(x, self.W.reshape(self.W.shape[0], -1), self.b, self.relu),
+        return _correlate(x, _tap_matrices(self.W), self.b, self.relu),
 
     def backward(self, indexes, grad_outputs):
-        gy, = grad_outputs
-        if self.relu:
-            y, = self.get_retained_outputs()
-            gy = gy * (y.array > 0)  # Chainer casts the mask in the product, no float copy
-        return _Convolution3x3Transpose(self.W).apply((gy,))
+        active = self.get_retained_outputs()[0].array if self.relu else None
+        return _Convolution3x3Transpose(self.W, active).apply(grad_outputs)
 
 
 class _Convolution3x3Transpose(function_node.FunctionNode):
-    """gx = W^T * gy, the adjoint of :class:`_Convolution3x3` without bias.
+    """gx = W^T * (gy masked where ``active`` <= 0), the adjoint of :class:`_Convolution3x3`
+    without bias (and the backward of its ReLU, applied strip by strip rather than in one
+    pass over the whole map).
 
     Of the two ways to compute it, it takes the one with the smaller im2col block: scattering
     ``W^T gy`` back with col2im when the input has fewer channels than the output (conv1_1's
     3 against 64), else correlating ``gy`` with the flipped, transposed filters.
     """
 
-    def __init__(self, W):
+    def __init__(self, W, active=None):
         self.W = W
+        self.active = active
 
     def forward_cpu(self, inputs):
         gy, = inputs
@@ -193,12 +250,15 @@ class _Convolution3x3Transpose(function_node.FunctionNode):
         out_channels, channels = self.W.shape[:2]
         if channels < out_channels:
             return _scatter(gy, numpy.ascontiguousarray(
-                self.W.reshape(out_channels, -1).T), channels),
-        flipped = numpy.ascontiguousarray(self.W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-        return _correlate(gy, flipped.reshape(channels, -1), None),
+                self.W.reshape(out_channels, -1).T), channels, self.active),
+        flipped = self.W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
+        return _correlate(gy, _tap_matrices(flipped), active=self.active),
 
     def backward(self, indexes, grad_outputs):
-        return _Convolution3x3(self.W, None).apply(grad_outputs)
+        gx = _Convolution3x3(self.W, None).apply(grad_outputs)[0]
+        return (gx if self.active is None
+                else gx * (self.active > 0).astype(gx.dtype)),
+
 
 
 def _pool_views(x):
@@ -217,14 +277,19 @@ class _MaxPooling2x2(function_node.FunctionNode):
         if h % 2 or w % 2:  # an odd edge: its windows cover one pixel and -inf padding
             padded = numpy.full((n, c, h + h % 2, w + w % 2), -numpy.inf, dtype=x.dtype)
             padded[:, :, :h, :w] = x
-        v0, v1, v2, v3 = _pool_views(padded)
-        # The first maximum in window order wins a tie, as in Chainer: strict comparisons.
-        top, bottom = numpy.maximum(v0, v1), numpy.maximum(v2, v3)
+        # Rows first: pairs of whole rows are contiguous, so the full-size passes are fast and
+        # only the half-size ones read every other element.
+        top, bottom = padded[:, :, 0::2], padded[:, :, 1::2]
+        columns = numpy.maximum(top, bottom)
         lower = bottom > top
-        self.winner = numpy.where(lower, (v3 > v2).view(numpy.uint8) + numpy.uint8(2),
-                                  (v1 > v0).view(numpy.uint8))
-        y = numpy.maximum(top, bottom, out=top)
-        return y,
+        left, right = columns[..., 0::2], columns[..., 1::2]
+        lower_left, lower_right = lower[..., 0::2], lower[..., 1::2]
+        # Chainer's winner is the first maximum in row-major window order: so on a tie
+        # between the columns, a top-right maximum beats a bottom-left one.
+        right_wins = (right > left) | ((right == left) & lower_left & ~lower_right)
+        row = numpy.where(right_wins, lower_right, lower_left)
+        self.winner = row.view(numpy.uint8) * numpy.uint8(2) + right_wins.view(numpy.uint8)
+        return numpy.maximum(left, right),
 
     def backward(self, indexes, grad_outputs):
         return _MaxPooling2x2Grad(self).apply(grad_outputs)
@@ -240,7 +305,7 @@ class _MaxPooling2x2Grad(function_node.FunctionNode):
     def forward_cpu(self, inputs):
         gy, = inputs
         n, c, h, w = self.pooling.shape
-        gx = numpy.zeros((n, c, h + h % 2, w + w % 2), dtype=gy.dtype)
+        gx = numpy.empty((n, c, h + h % 2, w + w % 2), dtype=gy.dtype)  # the views cover it
         winner = self.pooling.winner
         for k, view in enumerate(_pool_views(gx)):
             numpy.multiply(gy, winner == k, out=view)

@@ -14,10 +14,13 @@ patch scores 0 against everything and a zero query scores 0 against every entry 
 entry 0); real VGG patch norms are many orders above the epsilon, so it changes no other match.
 
 The (queries x bank) score matrix is never stored whole: the bank is taken in chunks (sized by a
-memory budget), each chunk's scores come from one matrix product (BLAS on the CPU, cuBLAS on the
-GPU), and a running maximum and argmax absorbs them. On the CPU that is ``argmax`` per row then a
-comparison; on the GPU one fused kernel (``kernels/match.cu``) reduces each row of the chunk and
-merges it with the running best. Chunking does not change the result: within a chunk the lowest
+memory budget), each chunk's products ``<q_i, s_j>`` come from one matrix product (BLAS on the
+CPU, cuBLAS on the GPU), are multiplied by the entries' inverse norms, and a running maximum and
+argmax absorbs them. On the CPU that is an in-place product, ``argmax`` per row, then a
+comparison; on the GPU one fused kernel (``kernels/match.cu``) scales and reduces each row of the
+chunk and merges it with the running best. (dsanno divides the style patches by their norms
+before the product; scaling the products instead differs by rounding only, and saves keeping a
+normalised copy of the bank.) Chunking does not change the result: within a chunk the lowest
 index wins a tie, and a later chunk replaces the running best only with a strictly larger score.
 (The products themselves are BLAS's: a library may round a dot product differently for another
 block shape, by about one unit in the last place, which can only matter for two candidates whose
@@ -46,22 +49,27 @@ _CUDA_THREADS = 256  # threads per block; a power of two, at most MRF_MAX_THREAD
 
 
 class PatchBank:
-    """Style patches prepared once for matching: raw copies, inverse norms, normalised copies.
+    """Style patches prepared once for matching: one stored copy and the inverse norms.
+
+    Only the raw patches are kept (in ``bank_dtype``): :func:`match` multiplies each chunk's
+    products by the inverse norms, rather than keeping a normalised second copy of the bank,
+    which at 800 pixels with the authors' nine style copies would cost another gigabyte.
 
     Args:
         patches (array or sequence of arrays): style patch vectors, NumPy or CuPy, e.g. from
             :func:`chainer_mrf.patches.extract_patches_array`; a sequence (one array per style
             copy) is concatenated in order. Converted to float32.
-        bank_dtype (dtype): ``numpy.float32``, or ``numpy.float16`` to store the normalised copy
-            at half the memory. Default: ``numpy.float32``.
+        bank_dtype (dtype): ``numpy.float32``, or ``numpy.float16`` to store the bank at half
+            the memory (the norms are taken before rounding; the matched targets of
+            :meth:`take` are then the float16-rounded patches). Default: ``numpy.float32``.
         eps (float): the norm floor, > 0. Default: :data:`NORM_EPS`.
 
     Raises:
-        ValueError: if the patches are empty or not 2-D, or ``bank_dtype`` or ``eps`` is invalid.
+        ValueError: if the patches are empty, not 2-D or of different lengths, or
+            ``bank_dtype`` or ``eps`` is invalid.
 
     Shape:
         patches: (S, D), or a sequence of (S_i, D) with S = sum of S_i.
-        ``normalized``: (S, D) C-contiguous, ``bank_dtype``, rows ``s_j / max(|s_j|, eps)``.
         ``inverse_norms``: (S,) float32, ``1 / max(|s_j|, eps)``.
     """
 
@@ -72,41 +80,55 @@ class PatchBank:
         if not eps > 0:
             raise ValueError('eps must be > 0, got %r' % (eps,))
         parts = list(patches) if isinstance(patches, (list, tuple)) else [patches]
-        if not parts or any(p.ndim != 2 for p in parts):
-            raise ValueError('patches must be a 2-D (S, D) array or a non-empty sequence of them')
-        xp = chainer.backend.get_array_module(parts[0])
-        # Kept as (D, S) so that take() returns targets in the layout of extract_patches.
-        self._raw_t = xp.ascontiguousarray(
-            xp.concatenate([p.T for p in parts], axis=1), dtype=numpy.float32)
-        if self._raw_t.shape[1] == 0:
+        if not parts or any(p.ndim != 2 or p.shape[1] != parts[0].shape[1] for p in parts):
+            raise ValueError('patches must be a 2-D (S, D) array or a non-empty sequence of '
+                             'them, all of the same length D')
+        size = sum(p.shape[0] for p in parts)
+        if size == 0:
             raise ValueError('the patch bank is empty')
+        xp = chainer.backend.get_array_module(parts[0])
+        ops = _ops_for(xp)
         self.xp = xp
         self.eps = float(eps)
         self.bank_dtype = numpy.dtype(bank_dtype)
-        self.inverse_norms = _ops_for(xp).inverse_norms(self._raw_t.T, self.eps)
-        self.normalized = xp.ascontiguousarray((self._raw_t * self.inverse_norms).T,
-                                               dtype=self.bank_dtype)
+        # Kept as (D, S): take() then returns targets in the layout of extract_patches, and a
+        # chunk of columns is a strided matrix BLAS reads as it is. Filled part by part, so
+        # building costs no temporary copy of the whole bank.
+        self._stored_t = xp.empty((parts[0].shape[1], size), dtype=self.bank_dtype)
+        self.inverse_norms = xp.empty(size, dtype=numpy.float32)
+        start = 0
+        for part in parts:
+            part = part.astype(numpy.float32, copy=False)
+            self.inverse_norms[start:start + len(part)] = ops.inverse_norms(part, self.eps)
+            self._stored_t[:, start:start + len(part)] = part.T
+            start += len(part)
 
     @property
     def size(self):
         """int: the number of patches S."""
-        return self._raw_t.shape[1]
+        return self._stored_t.shape[1]
 
     @property
     def dim(self):
         """int: the patch length D."""
-        return self._raw_t.shape[0]
+        return self._stored_t.shape[0]
 
     @property
     def patches(self):
-        """array: the raw float32 patches, (S, D) (a transposed view)."""
-        return self._raw_t.T
+        """array: the stored patches as float32, (S, D) (a transposed view, or a widened
+        copy of a float16 bank)."""
+        return self._stored_t.astype(numpy.float32, copy=False).T
 
     def __len__(self):
         return self.size
 
+    def columns(self, start, stop):
+        """Bank entries ``start`` to ``stop - 1`` as a float32 (D, stop - start) matrix: a view
+        of a float32 bank, a widened copy of a float16 one."""
+        return self._stored_t[:, start:stop].astype(numpy.float32, copy=False)
+
     def take(self, indices):
-        """The raw patches at ``indices``, e.g. the targets chosen by :func:`match`.
+        """The stored patches at ``indices``, e.g. the targets chosen by :func:`match`.
 
         Args:
             indices (array): int bank indices, of the bank's array module.
@@ -118,7 +140,7 @@ class PatchBank:
         Shape:
             indices: (P,). Output: (P, D).
         """
-        return self._raw_t.take(indices, axis=1).T
+        return self._stored_t.take(indices, axis=1).astype(numpy.float32, copy=False).T
 
 
 def chunk_size_for(n_queries, dim, memory_budget=DEFAULT_MEMORY_BUDGET,
@@ -190,9 +212,10 @@ def match(queries, bank, *, chunk_size=None, memory_budget=DEFAULT_MEMORY_BUDGET
     chunk_size = min(int(chunk_size), bank.size)
     buffer = xp.empty(n * chunk_size, dtype=numpy.float32)
     for start in range(0, bank.size, chunk_size):
-        block = bank.normalized[start:start + chunk_size].astype(numpy.float32, copy=False)
-        scores = xp.dot(queries, block.T, out=buffer[:n * len(block)].reshape(n, len(block)))
-        ops.update(scores, start, best, best_index)
+        block = bank.columns(start, start + chunk_size)
+        width = block.shape[1]
+        scores = xp.dot(queries, block, out=buffer[:n * width].reshape(n, width))
+        ops.update(scores, start, bank.inverse_norms[start:start + width], best, best_index)
     if cosine:
         best *= ops.inverse_norms(queries, bank.eps)
     return best_index, best
@@ -208,8 +231,10 @@ class _NumpyOps:
         return numpy.float32(1) / numpy.maximum(norms, numpy.float32(eps))
 
     @staticmethod
-    def update(scores, offset, best, best_index):
-        """Merges one chunk into the running best: one argmax pass, then P comparisons."""
+    def update(scores, offset, inverse_norms, best, best_index):
+        """Scales one chunk's products by the entries' inverse norms (in place) and merges it
+        into the running best: one argmax pass, then P comparisons."""
+        numpy.multiply(scores, inverse_norms, out=scores)
         index = scores.argmax(axis=1)
         value = numpy.take_along_axis(scores, index[:, None], axis=1)[:, 0]
         better = value > best  # strict: an earlier chunk keeps a tie (it has the lower index)
@@ -239,10 +264,10 @@ class _CudaOps:
                       numpy.int64(col_stride), numpy.float32(eps), out))
         return out
 
-    def update(self, scores, offset, best, best_index):
+    def update(self, scores, offset, inverse_norms, best, best_index):
         self._launch('argmax_update', scores.shape[0], self._threads,
-                     (scores, numpy.int32(scores.shape[1]), numpy.int64(offset),
-                      best, best_index))
+                     (scores, inverse_norms, numpy.int32(scores.shape[1]),
+                      numpy.int64(offset), best, best_index))
 
 
 @functools.lru_cache(maxsize=None)

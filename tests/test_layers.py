@@ -27,8 +27,11 @@ def _both(function, reference, x, gy):
 ])
 @pytest.mark.parametrize('strip_bytes', [1, 400, layers.STRIP_BYTES])
 @pytest.mark.parametrize('relu', [False, True])
-def test_convolution_matches_chainer(shape, out_channels, strip_bytes, relu, monkeypatch):
+@pytest.mark.parametrize('min_depth', [1, 1000])  # three products per strip, or one stacked
+def test_convolution_matches_chainer(shape, out_channels, strip_bytes, relu, min_depth,
+                                     monkeypatch):
     monkeypatch.setattr(layers, 'STRIP_BYTES', strip_bytes)  # 1: one row per strip
+    monkeypatch.setattr(layers, '_MIN_DEPTH', min_depth)
     rng = numpy.random.RandomState(0)
     x = rng.standard_normal(shape).astype(numpy.float32)
     W = rng.standard_normal((out_channels, shape[1], 3, 3)).astype(numpy.float32)
@@ -46,17 +49,23 @@ def test_convolution_matches_chainer(shape, out_channels, strip_bytes, relu, mon
 
 
 @pytest.mark.parametrize('channels,out_channels', [(2, 3), (3, 2)])
-def test_convolution_gradients_of_both_orders(channels, out_channels):
+@pytest.mark.parametrize('relu', [False, True])
+def test_convolution_gradients_of_both_orders(channels, out_channels, relu):
     rng = numpy.random.RandomState(1)
     x = rng.standard_normal((1, channels, 4, 5))
     W = rng.standard_normal((out_channels, channels, 3, 3))
+    b = rng.standard_normal(out_channels)
     gy = rng.standard_normal((1, out_channels, 4, 5))
     ggx = rng.standard_normal(x.shape)
-    gradient_check.check_backward(lambda v: layers.convolution_3x3(v, W), x, gy,
-                                  eps=1e-3, atol=1e-6, rtol=1e-6)
+
+    def convolution(v):
+        return layers.convolution_3x3(v, W, b, relu=relu)
+
+    # A small step, so that no output crosses the ReLU's kink.
+    gradient_check.check_backward(convolution, x, gy, eps=1e-6, atol=1e-6, rtol=1e-6)
     # The backward pass is itself differentiable (it is the transposed convolution).
-    gradient_check.check_double_backward(lambda v: layers.convolution_3x3(v, W), x, gy, ggx,
-                                         eps=1e-3, atol=1e-6, rtol=1e-6)
+    gradient_check.check_double_backward(convolution, x, gy, ggx, eps=1e-6, atol=1e-6,
+                                         rtol=1e-6)
 
 
 @pytest.mark.parametrize('shape', [(1, 3, 7, 9), (2, 4, 8, 6), (1, 2, 1, 1), (1, 5, 33, 2)])

@@ -92,10 +92,11 @@ def test_mrf_check_backward(averaged):
         numpy.array(1.7), dtype=numpy.float64, atol=1e-9, rtol=1e-7)
 
 
-def test_mrf_check_double_backward():
+@pytest.mark.parametrize('averaged', [False, True])
+def test_mrf_check_double_backward(averaged):
     rng = numpy.random.RandomState(9)
     target = rng.standard_normal((5, 4))
-    coverage = rng.randint(1, 4, (5, 4)).astype(numpy.float64)
+    coverage = rng.randint(1, 4, (5, 4)).astype(numpy.float64) if averaged else None
     gradient_check.check_double_backward(
         lambda p: mrf_loss(p, target, weight=0.3, coverage=coverage),
         rng.standard_normal((5, 4)), numpy.array(1.1), rng.standard_normal((5, 4)),
@@ -269,6 +270,15 @@ def test_tv_check_backward(variant):
         lambda x: total_variation(x, weight=0.3, variant=variant),
         rng.standard_normal((1, 3, 4, 5)), numpy.array(1.3), dtype=numpy.float64,
         atol=1e-9, rtol=1e-7)
+
+
+@pytest.mark.parametrize('variant', ['dsanno', 'cnnmrf'])
+def test_tv_check_double_backward(variant):
+    rng = numpy.random.RandomState(9)
+    x = rng.standard_normal((1, 3, 4, 5))
+    gradient_check.check_double_backward(
+        lambda x: total_variation(x, weight=0.3, variant=variant), x, numpy.array(1.3),
+        rng.standard_normal(x.shape), dtype=numpy.float64, atol=1e-9, rtol=1e-7)
 
 
 def test_tv_rejects_unknown_variant():

@@ -115,7 +115,7 @@ def test_zero_patches_are_finite():
     queries = numpy.abs(rng.randn(10, 12)).astype(numpy.float32)
     queries[4] = 0
     bank = PatchBank(bank_patches)
-    assert numpy.all(numpy.isfinite(bank.normalized)) and numpy.all(bank.normalized[[0, 7]] == 0)
+    assert numpy.all(bank.inverse_norms[[0, 7]] == numpy.float32(1 / matching.NORM_EPS))
     assert bank.inverse_norms[0] == numpy.float32(1 / matching.NORM_EPS)
     for cosine in (False, True):
         index, score = match(queries, bank, cosine=cosine)
@@ -130,7 +130,10 @@ def test_float16_bank_matches_float32_on_separated_data():
     pick = rng.randint(0, 300, 200)
     queries = bank_patches[pick] * 1.7 + rng.randn(200, 64).astype(numpy.float32)
     bank16 = PatchBank(bank_patches, bank_dtype=numpy.float16)
-    assert bank16.normalized.dtype == numpy.float16 and bank16.patches.dtype == numpy.float32
+    assert bank16.patches.dtype == numpy.float32 and bank16.bank_dtype == numpy.float16
+    # The norms come from the float32 patches, before they are rounded to float16.
+    numpy.testing.assert_array_equal(bank16.inverse_norms, PatchBank(bank_patches).inverse_norms)
+    numpy.testing.assert_array_equal(bank16.patches, bank_patches.astype(numpy.float16))
     index32, score32 = match(queries, PatchBank(bank_patches), chunk_size=64)
     index16, score16 = match(queries, bank16, chunk_size=64)
     assert score16.dtype == numpy.float32
@@ -162,7 +165,10 @@ def test_bank_from_sequence_take_and_layout():
     targets = bank.take(numpy.array([7, 0, 0]))
     assert targets.dtype == numpy.float32 and targets.T.flags['C_CONTIGUOUS']
     numpy.testing.assert_array_equal(targets, bank.patches[[7, 0, 0]])
-    numpy.testing.assert_allclose(numpy.linalg.norm(bank.normalized, axis=1), 1, rtol=1e-6)
+    numpy.testing.assert_allclose(
+        bank.inverse_norms, 1 / numpy.linalg.norm(numpy.concatenate(parts), axis=1), rtol=1e-6)
+    with pytest.raises(ValueError, match='same length'):
+        PatchBank([parts[0], numpy.ones((2, 9), numpy.float32)])
 
 
 def test_bad_inputs():
@@ -201,9 +207,11 @@ DRIVER = r'''
 #include "match.cu"
 
 extern "C" void launch_argmax_update(unsigned grid, unsigned block, const float* scores,
-                                     int n_cols, long long offset, float* best,
-                                     long long* best_index) {
-    cpu_launch(grid, block, [=] { argmax_update(scores, n_cols, offset, best, best_index); });
+                                     const float* inverse_norms, int n_cols, long long offset,
+                                     float* best, long long* best_index) {
+    cpu_launch(grid, block, [=] {
+        argmax_update(scores, inverse_norms, n_cols, offset, best, best_index);
+    });
 }
 
 extern "C" void launch_inverse_norms(unsigned grid, unsigned block, const float* x, int n_cols,
@@ -244,14 +252,18 @@ def test_shim_argmax_update_over_chunks(shim_launch, block):
     scores = rng.randint(-3, 4, (9, 50)).astype(numpy.float32)  # many ties
     scores[2] = -numpy.inf  # all -inf: stays at index 0, as numpy.argmax
     scores[3] = 5
+    # Powers of two: the scaled scores are exact, and keep their ties.
+    inverse_norms = (2.0 ** rng.randint(-1, 2, 50)).astype(numpy.float32)
     best = numpy.full(9, -numpy.inf, numpy.float32)
     best_index = numpy.zeros(9, numpy.int64)
     for start, stop in [(0, 7), (7, 8), (8, 40), (40, 50)]:
         chunk = numpy.ascontiguousarray(scores[:, start:stop])
-        shim_launch('argmax_update', 9, block, (chunk, numpy.int32(stop - start),
-                                                numpy.int64(start), best, best_index))
-    numpy.testing.assert_array_equal(best_index, scores.argmax(1))
-    numpy.testing.assert_array_equal(best, scores.max(1))
+        shim_launch('argmax_update', 9, block, (chunk, inverse_norms[start:stop],
+                                                numpy.int32(stop - start), numpy.int64(start),
+                                                best, best_index))
+    scaled = scores * inverse_norms
+    numpy.testing.assert_array_equal(best_index, scaled.argmax(1))
+    numpy.testing.assert_array_equal(best, scaled.max(1))
 
 
 @pytest.mark.parametrize('block', [1, 4, 32])

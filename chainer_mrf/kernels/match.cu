@@ -23,11 +23,13 @@ __device__ inline void mrf_keep_max(float value, int index, float& best_value, i
 
 // Folds one chunk of scores into the running maximum and argmax of each row.
 // scores: (gridDim.x, n_cols) row-major, the products of every query with bank entries
-// offset ... offset + n_cols - 1. best, best_index: (gridDim.x,) running results, updated in place;
+// offset ... offset + n_cols - 1; each is multiplied by its entry's inverse_norms[j] (n_cols,)
+// before the comparison. best, best_index: (gridDim.x,) running results, updated in place;
 // start them at -inf and 0. Chunks must come in increasing offset order: a running best then
 // holds a lower index than any entry of the chunk, so only a strictly larger score replaces it.
-extern "C" __global__ void argmax_update(const float* scores, int n_cols, long long offset,
-                                         float* best, long long* best_index) {
+extern "C" __global__ void argmax_update(const float* scores, const float* inverse_norms,
+                                         int n_cols, long long offset, float* best,
+                                         long long* best_index) {
     __shared__ float shared_value[MRF_MAX_THREADS];
     __shared__ int shared_index[MRF_MAX_THREADS];
     const int tid = threadIdx.x;
@@ -38,7 +40,7 @@ extern "C" __global__ void argmax_update(const float* scores, int n_cols, long l
     float value = -__int_as_float(0x7f800000);
     int index = 0x7fffffff;
     for (int j = tid; j < n_cols; j += blockDim.x) {
-        mrf_keep_max(row_scores[j], j, value, index);
+        mrf_keep_max(row_scores[j] * inverse_norms[j], j, value, index);
     }
     shared_value[tid] = value;
     shared_index[tid] = index;
