@@ -19,8 +19,11 @@ class LBFGSRule(optimizer.UpdateRule):
     """L-BFGS update of one parameter; see :class:`LBFGS` for the algorithm and arguments.
 
     The state holds the previous iterate ``x`` and gradient ``g``, the kept pairs ``s`` and
-    ``y`` (oldest first, one per row), their ``rho`` and the initial scaling ``h0``, all arrays
-    on the parameter's device, so Chainer's serializers can save and restore them.
+    ``y`` (one per row, the newest last, in rows allocated once for the whole history: a
+    growing array would be copied at each update, and held twice while it is), their ``rho``
+    (0 in the rows not yet filled, which makes those rows add nothing) and the initial scaling
+    ``h0``, all arrays on the parameter's device, so Chainer's serializers can save and restore
+    them.
     """
 
     def __init__(self, parent_hyperparam=None):
@@ -31,9 +34,10 @@ class LBFGSRule(optimizer.UpdateRule):
         n, dtype = param.size, param.dtype
         self.state['x'] = xp.zeros(n, dtype)
         self.state['g'] = xp.zeros(n, dtype)
-        self.state['s'] = xp.zeros((0, n), dtype)
-        self.state['y'] = xp.zeros((0, n), dtype)
-        self.state['rho'] = xp.zeros(0, dtype)
+        size = self.hyperparam.history_size
+        self.state['s'] = xp.zeros((size, n), dtype)
+        self.state['y'] = xp.zeros((size, n), dtype)
+        self.state['rho'] = xp.zeros(size, dtype)
         self.state['h0'] = xp.ones((), dtype)
 
     def reset(self, param):
@@ -54,25 +58,33 @@ class LBFGSRule(optimizer.UpdateRule):
         if not ys > hp.curvature_eps:
             return  # h0 stays that of the newest kept pair (1 before any)
         xp = backend.get_array_module(s)
-        start = max(len(state['s']) + 1 - hp.history_size, 0)
+        # Each row moves up one, the oldest falling out; row by row, as NumPy would copy a
+        # whole overlapping block through a temporary.
+        for name in ('s', 'y'):
+            rows = state[name]
+            for i in range(len(rows) - 1):
+                rows[i] = rows[i + 1]
+        state['rho'][:-1] = state['rho'][1:].copy()
+        state['s'][-1] = s
+        state['y'][-1] = y
         # Kept pairs have y's > curvature_eps >= 0, so flooring y's equals dsanno's floor of |y's|.
-        rho = xp.reciprocal(xp.maximum(ys, ys.dtype.type(hp.ys_floor))).reshape(1)
-        state['s'] = xp.concatenate((state['s'][start:], s[None]))
-        state['y'] = xp.concatenate((state['y'][start:], y[None]))
-        state['rho'] = xp.concatenate((state['rho'][start:], rho))
+        state['rho'][-1] = xp.reciprocal(xp.maximum(ys, ys.dtype.type(hp.ys_floor)))
         state['h0'][...] = ys / y.dot(y)
 
     def _direction(self, g):
         """The two-loop recursion: H g for the inverse Hessian estimate H of the kept pairs."""
         state = self.state
+        xp = backend.get_array_module(g)
+        kept = int(xp.count_nonzero(state['rho']))  # the newest rows; the others are empty
+        pairs = [state[name][len(state['rho']) - kept:] for name in ('s', 'y', 'rho')]
         q = g.copy()
         alphas = []
-        for s, y, rho in zip(state['s'][::-1], state['y'][::-1], state['rho'][::-1]):
+        for s, y, rho in zip(*(p[::-1] for p in pairs)):
             alpha = rho * s.dot(q)
             q -= alpha * y
             alphas.append(alpha)
         q *= state['h0']
-        for s, y, rho, alpha in zip(state['s'], state['y'], state['rho'], alphas[::-1]):
+        for s, y, rho, alpha in zip(*pairs, alphas[::-1]):
             q += (alpha - rho * y.dot(q)) * s
         return q
 

@@ -116,7 +116,7 @@ def synthesize(content, style, *, preset='dsanno', device=-1, callback=None, **o
     factors = levels.factors(shape[1])
     rng = numpy.random.RandomState(config.seed)
     optimizer = _optimizer(config)
-    x = None
+    x = terms = None
     iteration = 0
     for level, (factor, steps) in enumerate(zip(factors, config.per_level(len(factors)))):
         level_shape = levels.level_shape(shape, factor)
@@ -126,6 +126,7 @@ def synthesize(content, style, *, preset='dsanno', device=-1, callback=None, **o
                  else _noise(level_shape, config, rng, dev))
         else:
             x = levels.upsample(x, level_shape)
+        terms = None  # the last level's banks go before this level's are built
         terms = _Energy(vgg, config, dev,
                         None if content_x is None else dev.send(levels.level(content_x, factor)),
                         dev.send(levels.level(style_x, factor)), x)
@@ -285,8 +286,10 @@ class _Energy:
                     feature.array, k,
                     rows=patches.grid_starts(height, k, config.sample_stride),
                     cols=patches.grid_starts(width, k, config.sample_stride)))
-        return {name: matching.PatchBank(p, bank_dtype=numpy.dtype(config.bank_dtype))
-                for name, p in parts.items()}
+        # Each layer's parts are let go once its bank holds them.
+        return {name: matching.PatchBank(parts.pop(name),
+                                         bank_dtype=numpy.dtype(config.bank_dtype))
+                for name in list(parts)}
 
     def step(self, target, optimizer):
         """One optimiser step.
@@ -299,8 +302,15 @@ class _Energy:
             tuple: the energy terms at the image before the step, and the step's seconds by
             phase (see :class:`Step`).
         """
-        config = self.config
         clock = _Clock(self.dev)
+        values = self._gradient(target, clock)  # its graph is freed before the update
+        optimizer.update()
+        clock.lap('other')
+        return values, clock.seconds
+
+    def _gradient(self, target, clock):
+        """Sets ``target.x.grad`` to the energy's gradient; returns the terms as floats."""
+        config = self.config
         target.cleargrads()
         features = self.vgg(target.x, layers=set(self.content) | set(config.style_layers))
         clock.lap('vgg_forward')
@@ -329,10 +339,7 @@ class _Energy:
         chainer.backward([features[name] for name in leaves],
                          [leaves[name].grad_var for name in leaves])
         clock.lap('vgg_backward')
-        optimizer.update()
-        values = {name: float(value.array) for name, value in terms.items()}
-        clock.lap('other')
-        return values, clock.seconds
+        return {name: float(value.array) for name, value in terms.items()}
 
     def _drop_unconfident(self, synthesised, matched, keep, coverage, feature, grid):
         """Patches below the confidence threshold get no MRF gradient (the authors' rule):

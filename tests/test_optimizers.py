@@ -37,6 +37,12 @@ def _state(link):
     return link.x.update_rule.state
 
 
+def _kept(state):
+    """The kept pairs (s, y, rho), oldest first: the rows whose rho is set."""
+    kept = state['rho'] > 0
+    return state['s'][kept], state['y'][kept], state['rho'][kept]
+
+
 def _dense_inverse_hessian(pairs, h0):
     """BFGS inverse Hessian from h0 * I updated with the pairs (s, y, rho), oldest first."""
     h = h0 * numpy.eye(len(pairs[0][0]))
@@ -81,13 +87,15 @@ def test_direction_equals_dense_bfgs_from_the_same_pairs(ys_floor):
     grad = link.x.grad.copy()
     step = _step(opt, link, grad)
     state = _state(link)
-    assert len(state['s']) == 6  # every pair of a convex quadratic is kept: full history
-    h = _dense_inverse_hessian(list(zip(state['s'], state['y'], state['rho'])), state['h0'])
+    kept_s, kept_y, kept_rho = _kept(state)
+    assert len(kept_s) == 6  # every pair of a convex quadratic is kept
+    assert len(state['s']) == 10  # the rows for the whole history exist from the start
+    h = _dense_inverse_hessian(list(zip(kept_s, kept_y, kept_rho)), state['h0'])
     numpy.testing.assert_allclose(step, -0.5 * h @ grad, rtol=1e-10, atol=1e-14)
     s, y = state['s'][-1], state['y'][-1]
     assert state['h0'] == pytest.approx(y @ s / (y @ y), rel=1e-14)
-    numpy.testing.assert_allclose(state['rho'], 1 / numpy.einsum('ij,ij->i', state['s'],
-                                                                  state['y']), rtol=1e-14)
+    numpy.testing.assert_allclose(kept_rho, 1 / numpy.einsum('ij,ij->i', kept_s, kept_y),
+                                  rtol=1e-14)
 
 
 def test_first_step_is_a_gradient_step():
@@ -109,7 +117,7 @@ def test_pair_without_positive_curvature_is_dropped(grad):
     opt = LBFGS().setup(link)
     _step(opt, link, [-1., 1.])  # s = (1, -1); y's = 0, -0.5, 4e-11 <= 1e-10
     step = _step(opt, link, grad)
-    assert len(_state(link)['s']) == 0 and _state(link)['h0'] == 1
+    assert len(_kept(_state(link))[0]) == 0 and _state(link)['h0'] == 1
     numpy.testing.assert_allclose(step, -numpy.array(grad), rtol=1e-13)
 
 
@@ -120,8 +128,8 @@ def test_pair_above_the_curvature_threshold_is_kept_with_a_floored_rho(ys_floor,
     _step(opt, link, [-1., 1.])  # s = (1, -1)
     _step(opt, link, [-1. + 2e-7, 1.])  # y = (2e-7, 0): y's = 2e-7 > 1e-10, kept
     state = _state(link)
-    assert len(state['s']) == 1
-    assert state['rho'][0] == pytest.approx(rho, rel=1e-8)
+    assert len(_kept(state)[0]) == 1
+    assert state['rho'][-1] == pytest.approx(rho, rel=1e-8)
     assert state['h0'] == pytest.approx(5e6, rel=1e-8)  # y's / y'y, not floored
 
 
@@ -159,10 +167,10 @@ def test_reset_clears_history_and_restarts_with_a_first_step():
         opt.update(_energy, link.x, a, b)
     opt.reset()
     state = _state(link)
-    assert link.x.update_rule.t == 0 and len(state['s']) == 0 and state['h0'] == 1
+    assert link.x.update_rule.t == 0 and len(_kept(state)[0]) == 0 and state['h0'] == 1
     step = _step(opt, link, [1., 2., 3., 4., 5., 6.])
     numpy.testing.assert_allclose(step, -0.5 * numpy.arange(1., 7.), rtol=1e-13)
-    assert len(_state(link)['s']) == 0
+    assert len(_kept(_state(link))[0]) == 0
 
 
 def test_reset_before_any_update():
@@ -213,3 +221,24 @@ def test_same_call_pattern_as_adam(make):
         energies.append(float(energy.array))
     assert energies[-1] < energies[0]
     assert energies[-1] == pytest.approx(float(-0.5 * b @ numpy.linalg.solve(a, b)), abs=0.05)
+
+
+def test_full_history_drops_the_oldest_pairs():
+    a, b = _quadratic()
+    link = Point(numpy.zeros(6))
+    opt = LBFGS(lr=0.5, history_size=3).setup(link)
+    xs, grads = [], []
+    for _ in range(7):
+        link.cleargrads()
+        _energy(link.x, a, b).backward()
+        xs.append(link.x.array.copy())
+        grads.append(link.x.grad.copy())
+        opt.update()
+    # The kept pairs are the last three (s, y) of the iterates before the last update.
+    pairs = [(xs[i + 1] - xs[i], grads[i + 1] - grads[i]) for i in range(3, 6)]
+    state = _state(link)
+    numpy.testing.assert_array_equal(state['s'], [s for s, _ in pairs])
+    numpy.testing.assert_array_equal(state['y'], [y for _, y in pairs])
+    s, y = pairs[-1]
+    h = _dense_inverse_hessian([(s, y, 1 / (y @ s)) for s, y in pairs], y @ s / (y @ y))
+    numpy.testing.assert_allclose(xs[-1] - link.x.array, 0.5 * h @ grads[-1], rtol=1e-10)
