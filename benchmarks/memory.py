@@ -15,7 +15,8 @@ Cases:
   content image (the paper's ``content/1.jpg`` and ``content/0.jpg`` cropped to that shape where
   ../shared has them, else the bundled photo resized) and picasso.jpg (else the bundled style),
   at ``max_size`` 800 and 1024. One step at each coarse level, then ``--steps`` at the finest
-  (default 26, so that the L-BFGS history of 25 pairs is full and counted).
+  (default 3: the L-BFGS history's rows are allocated whole at a level's first step, so a
+  few steps count all the memory a 100-step run holds).
 - ``scaling``: texture synthesis with the authors' preset from one style image (so the patch
   bank stays the same) at outputs of 256, 512, 768 and 1024 pixels square, three steps per
   level: the peak should grow linearly with the pixels.
@@ -120,8 +121,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--case', choices=CASES, action='append',
                         help='a case to run (repeatable; default: all)')
-    parser.add_argument('--steps', type=int, default=26,
-                        help='finest-level steps of the cnnmrf cases (default 26)')
+    parser.add_argument('--steps', type=int, default=3,
+                        help='finest-level steps of the cnnmrf cases (default 3)')
     parser.add_argument('--record', action='store_true',
                         help='write the figures into docs/performance.md')
     parser.add_argument('--child', help=argparse.SUPPRESS)

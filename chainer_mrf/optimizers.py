@@ -19,9 +19,9 @@ class LBFGSRule(optimizer.UpdateRule):
     """L-BFGS update of one parameter; see :class:`LBFGS` for the algorithm and arguments.
 
     The state holds the previous iterate ``x`` and gradient ``g``, the kept pairs ``s`` and
-    ``y`` (one per row, the newest last, in rows allocated once for the whole history: a
-    growing array would be copied at each update, and held twice while it is), their ``rho``
-    (0 in the rows not yet filled, which makes those rows add nothing) and the initial scaling
+    ``y`` (one per row, in a ring of rows allocated once for the whole history: a growing
+    array would be copied at each update, and held twice while it is), their ``rho`` (0 in
+    the rows not yet filled), the row of the newest pair ``newest``, and the initial scaling
     ``h0``, all arrays on the parameter's device, so Chainer's serializers can save and restore
     them.
     """
@@ -38,6 +38,7 @@ class LBFGSRule(optimizer.UpdateRule):
         self.state['s'] = xp.zeros((size, n), dtype)
         self.state['y'] = xp.zeros((size, n), dtype)
         self.state['rho'] = xp.zeros(size, dtype)
+        self.state['newest'] = xp.full((), size - 1, dtype='i')
         self.state['h0'] = xp.ones((), dtype)
 
     def reset(self, param):
@@ -58,33 +59,30 @@ class LBFGSRule(optimizer.UpdateRule):
         if not ys > hp.curvature_eps:
             return  # h0 stays that of the newest kept pair (1 before any)
         xp = backend.get_array_module(s)
-        # Each row moves up one, the oldest falling out; row by row, as NumPy would copy a
-        # whole overlapping block through a temporary.
-        for name in ('s', 'y'):
-            rows = state[name]
-            for i in range(len(rows) - 1):
-                rows[i] = rows[i + 1]
-        state['rho'][:-1] = state['rho'][1:].copy()
-        state['s'][-1] = s
-        state['y'][-1] = y
+        row = (int(state['newest']) + 1) % len(state['rho'])  # the oldest row, or an empty one
+        state['s'][row] = s
+        state['y'][row] = y
         # Kept pairs have y's > curvature_eps >= 0, so flooring y's equals dsanno's floor of |y's|.
-        state['rho'][-1] = xp.reciprocal(xp.maximum(ys, ys.dtype.type(hp.ys_floor)))
+        state['rho'][row] = xp.reciprocal(xp.maximum(ys, ys.dtype.type(hp.ys_floor)))
+        state['newest'][...] = row
         state['h0'][...] = ys / y.dot(y)
 
     def _direction(self, g):
         """The two-loop recursion: H g for the inverse Hessian estimate H of the kept pairs."""
         state = self.state
         xp = backend.get_array_module(g)
-        kept = int(xp.count_nonzero(state['rho']))  # the newest rows; the others are empty
-        pairs = [state[name][len(state['rho']) - kept:] for name in ('s', 'y', 'rho')]
+        size, newest = len(state['rho']), int(state['newest'])
+        # The kept rows, newest first; rows not yet filled hold rho = 0 and are left out.
+        rows = [(newest - k) % size for k in range(int(xp.count_nonzero(state['rho'])))]
+        pairs = [(state['s'][i], state['y'][i], state['rho'][i]) for i in rows]
         q = g.copy()
         alphas = []
-        for s, y, rho in zip(*(p[::-1] for p in pairs)):
+        for s, y, rho in pairs:
             alpha = rho * s.dot(q)
             q -= alpha * y
             alphas.append(alpha)
         q *= state['h0']
-        for s, y, rho, alpha in zip(*pairs, alphas[::-1]):
+        for (s, y, rho), alpha in zip(pairs[::-1], alphas[::-1]):
             q += (alpha - rho * y.dot(q)) * s
         return q
 

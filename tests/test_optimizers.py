@@ -38,9 +38,11 @@ def _state(link):
 
 
 def _kept(state):
-    """The kept pairs (s, y, rho), oldest first: the rows whose rho is set."""
-    kept = state['rho'] > 0
-    return state['s'][kept], state['y'][kept], state['rho'][kept]
+    """The kept pairs (s, y, rho), oldest first: the rows whose rho is set, in ring order."""
+    size = len(state['rho'])
+    rows = [(int(state['newest']) + 1 + k) % size for k in range(size)]
+    rows = [i for i in rows if state['rho'][i] > 0]
+    return state['s'][rows], state['y'][rows], state['rho'][rows]
 
 
 def _dense_inverse_hessian(pairs, h0):
@@ -92,7 +94,7 @@ def test_direction_equals_dense_bfgs_from_the_same_pairs(ys_floor):
     assert len(state['s']) == 10  # the rows for the whole history exist from the start
     h = _dense_inverse_hessian(list(zip(kept_s, kept_y, kept_rho)), state['h0'])
     numpy.testing.assert_allclose(step, -0.5 * h @ grad, rtol=1e-10, atol=1e-14)
-    s, y = state['s'][-1], state['y'][-1]
+    s, y = kept_s[-1], kept_y[-1]
     assert state['h0'] == pytest.approx(y @ s / (y @ y), rel=1e-14)
     numpy.testing.assert_allclose(kept_rho, 1 / numpy.einsum('ij,ij->i', kept_s, kept_y),
                                   rtol=1e-14)
@@ -129,7 +131,7 @@ def test_pair_above_the_curvature_threshold_is_kept_with_a_floored_rho(ys_floor,
     _step(opt, link, [-1. + 2e-7, 1.])  # y = (2e-7, 0): y's = 2e-7 > 1e-10, kept
     state = _state(link)
     assert len(_kept(state)[0]) == 1
-    assert state['rho'][-1] == pytest.approx(rho, rel=1e-8)
+    assert _kept(state)[2][0] == pytest.approx(rho, rel=1e-8)
     assert state['h0'] == pytest.approx(5e6, rel=1e-8)  # y's / y'y, not floored
 
 
@@ -236,9 +238,9 @@ def test_full_history_drops_the_oldest_pairs():
         opt.update()
     # The kept pairs are the last three (s, y) of the iterates before the last update.
     pairs = [(xs[i + 1] - xs[i], grads[i + 1] - grads[i]) for i in range(3, 6)]
-    state = _state(link)
-    numpy.testing.assert_array_equal(state['s'], [s for s, _ in pairs])
-    numpy.testing.assert_array_equal(state['y'], [y for _, y in pairs])
+    kept_s, kept_y, _ = _kept(_state(link))
+    numpy.testing.assert_array_equal(kept_s, [s for s, _ in pairs])
+    numpy.testing.assert_array_equal(kept_y, [y for _, y in pairs])
     s, y = pairs[-1]
     h = _dense_inverse_hessian([(s, y, 1 / (y @ s)) for s, y in pairs], y @ s / (y @ y))
     numpy.testing.assert_allclose(xs[-1] - link.x.array, 0.5 * h @ grads[-1], rtol=1e-10)
