@@ -3,12 +3,14 @@
 The parser is built from :class:`chainer_mrf.presets.Preset`, so a default shown by ``--help`` is
 the library's. This module only assembles library objects, prints and writes files.
 """
+import argparse
 import json
 import os
 import sys
 
 from chainer_mrf import _cli, image, presets
-from chainer_mrf.synthesis import network, synthesize
+from chainer_mrf.synthesis import load_inputs, network, synthesize
+
 
 def _numbers(kind):
     """Parses one number or a comma-separated list (one value per level or layer)."""
@@ -67,6 +69,16 @@ _OPTIONS = [
     (('--memory_budget',), 'memory_budget', int, 'bytes for the matching scores at once'),
     (('--bank_dtype',), 'bank_dtype', str, 'float32 or float16 style patch storage'),
     (('--seed',), 'seed', int, 'seed of the random initial image'),
+    (('--keep_color',), 'keep_color', bool,
+     "keep the content's colours: the MRF term sees luminance only"),
+    (('--luminance_only',), 'luminance_only', bool,
+     "synthesise the luminance; the output takes the content's chroma"),
+    (('--match_color_histogram',), 'match_color_histogram', bool,
+     "map the style's colour mean and covariance to the content's first"),
+    (('--semantic_weight',), 'semantic_weight', float,
+     'scale of the semantic maps in the matching'),
+    (('--style_image_weights',), 'style_image_weights', _numbers(float),
+     "factors on each style image's matching scores, one per -s (none: all 1)"),
 ]
 
 
@@ -76,7 +88,12 @@ def _parser(preset):
         description='CNNMRF style transfer and texture synthesis (Li & Wand 2016) with '
                     'chainer-mrf. Without --content it synthesises a texture.')
     parser.add_argument('-c', '--content', help='content image (omit for texture synthesis)')
-    parser.add_argument('-s', '--style', required=True, help='style image')
+    parser.add_argument('-s', '--style', required=True, action='append',
+                        help='style image; repeat it for several (their patches pool)')
+    parser.add_argument('--content_map', help='semantic map of the content image (its size); '
+                                              'without -c, the doodle to paint')
+    parser.add_argument('--style_map', action='append',
+                        help='semantic map of the style image (its size); one per -s, in order')
     parser.add_argument('-o', '--out_dir', default='output', help='output folder (default: '
                                                                   'output)')
     parser.add_argument('-g', '--gpu', type=int, default=-1,
@@ -87,8 +104,11 @@ def _parser(preset):
                         help='overwrite the images and trace of an earlier run in out_dir')
     for flags, field, kind, text in _OPTIONS:
         default = getattr(preset, field)
-        parser.add_argument(*flags, dest=field, type=kind, default=default,
-                            help='%s (default: %s)' % (text, _shown(default)))
+        # A switch comes with its --no- form, so that a preset's True can be turned off.
+        how = (dict(action=argparse.BooleanOptionalAction) if kind is bool
+               else dict(type=kind))
+        parser.add_argument(*flags, dest=field, default=default,
+                            help='%s (default: %s)' % (text, _shown(default)), **how)
     return parser
 
 
@@ -156,19 +176,26 @@ def main(argv=None):
     args = _parser(presets.get_preset(known.preset)).parse_args(argv)
     options = {field: getattr(args, field) for _, field, _, _ in _OPTIONS}
     config = presets.get_preset(args.preset).replace(**options)  # checks every value first
-    # Loaded here so that a missing or unreadable image fails before anything is written.
-    content = None if args.content is None else image.load_image(args.content)
-    style = image.load_image(args.style)
+    # Loaded and checked here, so that a missing, unreadable or ill-fitting image or map fails
+    # before anything is written.
+    inputs = load_inputs(args.content, args.style, content_map=args.content_map,
+                         style_map=args.style_map, preset=config)
     if config.initial_image not in ('content', 'random'):
         image.load_image(config.initial_image)
     arch, path = network(config)
     _outputs(args.out_dir, args.force)
-    print('%s with the %s preset; network %s (%s)' % (
-        'texture synthesis' if content is None else 'style transfer', config.name,
-        arch.upper(), path), flush=True)
+    if inputs.content is not None:
+        kind = 'style transfer'
+    else:
+        kind = 'texture synthesis' if inputs.content_map is None else 'neural doodle'
+    print('%s with the %s preset; network %s (%s)' % (kind, config.name, arch.upper(), path),
+          flush=True)
     reporter = _Reporter(args.out_dir, config.save_iter)
     try:
-        result = synthesize(content, style, preset=config, device=args.gpu, callback=reporter)
+        result = synthesize(inputs.content, inputs.styles, content_map=inputs.content_map,
+                            style_map=(None if inputs.content_map is None
+                                       else inputs.style_maps),
+                            preset=config, device=args.gpu, callback=reporter)
     except KeyboardInterrupt:
         if reporter.last is not None:
             reporter.save('out.png')

@@ -108,6 +108,28 @@ class Preset:
         bank_dtype (str): storage of the normalised style patches, ``'float32'`` or
             ``'float16'`` (scores are float32 either way). Default: ``'float32'``.
         seed (int or None): seed of the random start. Default: ``None``.
+        keep_color (bool): dsanno's ``--keep_color``: at each level the style is replaced by its
+            luminance standardised to the content's, and the MRF features of the result are
+            taken from its luminance (:func:`chainer_mrf.colour.luminance`), so the MRF term
+            sees no colour and the content term keeps the content's. Needs a content image.
+            Default: ``False``.
+        luminance_only (bool): dsanno's ``--luminance_only``: the synthesis runs on the
+            luminance of content and style (the style's standardised to the content's), and
+            every image it returns or reports takes its own luminance and the content's chroma
+            (YIQ's I and Q). Needs a content image. Default: ``False``.
+        match_color_histogram (bool): dsanno's ``--match_color_histogram``: before anything
+            else each style image is mapped affinely so that its colour mean and covariance
+            are the content's. Needs a content image. Default: ``False``.
+        semantic_weight (float): the scale of the semantic maps appended to the features for
+            the matching (:mod:`chainer_mrf.semantic`), in the features' own units: VGG16's
+            3x3 patches at relu3 and relu4 have norms of 10 000 to 40 000, so a 3x3 patch of
+            one full map channel (norm 3 x weight) at the default, 5 000, weighs about as much
+            as the features and a patch keeps to its own region; lower lets the features
+            cross regions. Used only with maps. Default: 5000.0.
+        style_image_weights (tuple of float or None): with several style images, one factor
+            per image multiplying the matching scores of that image's patches (a synthesised
+            patch takes the patch with the highest weighted normalised cross-correlation);
+            ``None`` weighs every image 1. Default: ``None``.
     """
 
     name: str = 'dsanno'
@@ -149,6 +171,11 @@ class Preset:
     memory_budget: int = 256 << 20
     bank_dtype: str = 'float32'
     seed: typing.Optional[int] = None
+    keep_color: bool = False
+    luminance_only: bool = False
+    match_color_histogram: bool = False
+    semantic_weight: float = 5000.0
+    style_image_weights: typing.Optional[typing.Tuple[float, ...]] = None
 
     def __post_init__(self):
         for field in ('content_layers', 'style_layers'):
@@ -162,6 +189,12 @@ class Preset:
                 object.__setattr__(self, field, tuple(value))
         if isinstance(self.size, list):
             object.__setattr__(self, 'size', tuple(self.size))
+        weights = self.style_image_weights
+        if isinstance(weights, (int, float)) and not isinstance(weights, bool):
+            weights = (weights,)  # the command line parses a single value as a number
+        if isinstance(weights, list):
+            weights = tuple(weights)
+        object.__setattr__(self, 'style_image_weights', weights)
         self._check()
 
     def replace(self, **options):
@@ -238,8 +271,17 @@ class Preset:
                 raise ValueError('size must be (width, height), got %r' % (self.size,))
             for value in self.size:
                 _check_int('size', value, low=1)
-        if not isinstance(self.lbfgs_scale_first_step, bool):
-            raise ValueError('lbfgs_scale_first_step must be True or False')
+        for field in ('lbfgs_scale_first_step', 'keep_color', 'luminance_only',
+                      'match_color_histogram'):
+            if not isinstance(getattr(self, field), bool):
+                raise ValueError('%s must be True or False' % field)
+        _check_number('semantic_weight', self.semantic_weight, positive=True)
+        if self.style_image_weights is not None:
+            if not isinstance(self.style_image_weights, tuple) or not self.style_image_weights:
+                raise ValueError('style_image_weights must be None or one number per style '
+                                 'image, got %r' % (self.style_image_weights,))
+            for value in self.style_image_weights:
+                _check_number('style_image_weights', value, positive=True)
         if self.seed is not None:
             _check_int('seed', self.seed, low=0)
         if not isinstance(self.initial_image, str) or not self.initial_image:
