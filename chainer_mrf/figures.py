@@ -1,10 +1,15 @@
-"""The paper's figures, regenerated: which runs, with which settings, and the comparison sheets.
+"""The paper's figures, regenerated, and one figure per option of our own: which runs, with which
+settings, and the comparison sheets.
 
 Each figure is data (:data:`FIGURES`): the runs it needs (inputs from the CNNMRF data folder,
 preset and options) and the authors' reference images to set beside ours. :func:`reproduce`
 runs them, writing for each run its image, its settings and its trace, then draws one labelled
 sheet per figure with the inputs, our results and the references. ``scripts/reproduce_figures.py``
 is its command line.
+
+The doodle's two semantic maps are not in the data folder: :func:`draw_maps` makes them, the
+style's by clustering the colours of ``picasso.jpg``, the doodle by drawing shapes, into
+``<out>/maps/``; a run names them by their paths there (:data:`DRAWN_MAPS`).
 """
 import dataclasses
 import json
@@ -13,7 +18,7 @@ import time
 import typing
 
 import numpy
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from chainer_mrf import _cli, image, presets
 from chainer_mrf.synthesis import synthesize
@@ -26,18 +31,32 @@ class Run:
     Attributes:
         name (str): folder of its outputs, e.g. ``'portrait_balanced'``.
         label (str): caption on the sheet.
-        content (str or None): content image, relative to the data folder (``None``: texture).
-        style (str): style image, relative to the data folder.
-        preset (str): ``'cnnmrf'`` or ``'dsanno'``.
-        options (dict): preset fields that differ from the preset.
+        content (str or None): content image, relative to the data folder (``None``: texture
+            or doodle).
+        style (str or tuple of str): style image, relative to the data folder, or several.
+        preset (str): ``'cnnmrf'`` or ``'dsanno'``. Default: ``'cnnmrf'``.
+        options (dict): preset fields that differ from the preset. Default: none.
+        content_map (str or None): the content's semantic map, or the doodle: relative to the
+            data folder, or one of :data:`DRAWN_MAPS`. Default: ``None``.
+        style_map (str or tuple of str or None): the style's map, or one per style, likewise.
+            Default: ``None``.
     """
 
     name: str
     label: str
     content: typing.Optional[str]
-    style: str
+    style: typing.Union[str, typing.Tuple[str, ...]]
     preset: str = 'cnnmrf'
     options: typing.Dict[str, typing.Any] = dataclasses.field(default_factory=dict)
+    content_map: typing.Optional[str] = None
+    style_map: typing.Union[None, str, typing.Tuple[str, ...]] = None
+
+    def inputs(self):
+        """Every input file with its caption, in the order of a sheet."""
+        named = [(self.content, 'content'), (self.content_map, 'content map')]
+        named += [(path, 'style') for path in _paths(self.style)]
+        named += [(path, 'style map') for path in _paths(self.style_map)]
+        return [(path, label) for path, label in named if path is not None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +73,16 @@ class Figure:
 _PORTRAIT = ('content/potrait1.jpg', 'style/picasso.jpg')
 _BALANCED = Run('portrait_balanced', 'ours, content weight 2e1', *_PORTRAIT,
                 options={'content_weight': 2e1})
+
+#: The options of the figures of our own options: dsanno's preset at width 192 (two levels,
+#: 96 and 192 px wide, of 100 steps each), small enough for a CPU.
+_OURS = {'width': 192}
+_COLOUR = ('colour', "dsanno's colour options: potrait1.jpg in the style of picasso.jpg, "
+                     "dsanno preset, width 192")
+_TWO_STYLES = ('content/potrait1.jpg', ('style/picasso.jpg', 'style/2.jpg'))
+
+#: The semantic maps :func:`draw_maps` makes, by their paths under the output folder.
+DRAWN_MAPS = ('maps/picasso_sem.png', 'maps/doodle.png')
 
 FIGURES = (
     Figure('tradeoff', "Fig. 6 (top): content/style trade-off, cnnmrf preset",
@@ -82,7 +111,79 @@ FIGURES = (
     Figure('dsanno', 'The portrait with the dsanno preset, for comparison',
            (Run('portrait_dsanno', 'ours, dsanno preset', *_PORTRAIT, preset='dsanno'),
             _BALANCED)),
+    Figure(*_COLOUR, (Run('colour_plain', 'no colour option', *_PORTRAIT, preset='dsanno',
+                          options=_OURS),) + tuple(
+        Run('colour_' + name, name, *_PORTRAIT, preset='dsanno', options={**_OURS, name: True})
+        for name in ('keep_color', 'luminance_only', 'match_color_histogram'))),
+    Figure('doodle', 'A neural doodle: a drawn map painted with picasso.jpg and its '
+                     'clustered colours as the style map, dsanno preset, width 192',
+           (Run('doodle', 'ours', None, 'style/picasso.jpg', preset='dsanno',
+                options={**_OURS, 'seed': 0}, content_map=DRAWN_MAPS[1],
+                style_map=DRAWN_MAPS[0]),)),
+    Figure('two_styles', 'Two style images, picasso.jpg and 2.jpg, dsanno preset, width 192',
+           (Run('two_styles', 'weights 1, 1', *_TWO_STYLES, preset='dsanno', options=_OURS),
+            Run('two_styles_weighted', 'weights 1, 0.85', *_TWO_STYLES, preset='dsanno',
+                options={**_OURS, 'style_image_weights': (1.0, 0.85)}))),
 )
+
+
+def _paths(value):
+    """A run's path field as a list (``None``: none; a tuple: several)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, tuple) else [value]
+
+
+#: The colours of picasso.jpg's three clusters, in the order of their labels: its orange
+#: background, its light face and shirt, its dark hair and outlines (k-means starts here).
+_PICASSO_CENTRES = ((200, 120, 40), (225, 200, 150), (60, 45, 35))
+#: The label colours of the maps: saturated and apart, since the matching compares a map's
+#: colours by their direction (see docs/usage.md).
+_LABEL_COLOURS = numpy.array([[255, 0, 0], [255, 255, 0], [0, 0, 255]], numpy.uint8)
+
+
+def draw_maps(data_dir, out_dir):
+    """Draws the doodle's maps into ``<out_dir>/maps/`` (:data:`DRAWN_MAPS`).
+
+    - ``picasso_sem.png``: ``style/picasso.jpg``'s pixels in three k-means clusters (20
+      rounds from :data:`_PICASSO_CENTRES`), smoothed by an 11-pixel mode filter, painted red
+      (background), yellow (face and shirt) and blue (hair and outlines).
+    - ``doodle.png``: a 300 x 384 portrait in the same colours: red background, a yellow head,
+      neck and shoulders, a blue cap of hair, eyes and mouth.
+
+    Returns:
+        list: the two paths.
+    """
+    rgb = image.load_image(os.path.join(data_dir, 'style', 'picasso.jpg'))
+    pixels = rgb.reshape(-1, 3).astype(numpy.float64)
+    centres = numpy.array(_PICASSO_CENTRES, numpy.float64)
+    for _ in range(20):
+        labels = ((pixels[:, None] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
+        # An empty cluster keeps its centre.
+        centres = numpy.array([pixels[labels == k].mean(axis=0) if (labels == k).any()
+                               else centres[k] for k in range(len(centres))])
+    smooth = Image.fromarray(labels.reshape(rgb.shape[:2]).astype(numpy.uint8)).filter(
+        ImageFilter.ModeFilter(11))
+    doodle = Image.new('RGB', (300, 384), tuple(int(v) for v in _LABEL_COLOURS[0]))
+    draw = ImageDraw.Draw(doodle)
+    light, dark = (tuple(int(v) for v in _LABEL_COLOURS[k]) for k in (1, 2))
+    draw.polygon([(20, 384), (60, 300), (240, 300), (280, 384)], fill=light)  # shoulders
+    draw.rectangle([125, 250, 175, 310], fill=light)  # neck
+    draw.ellipse([80, 70, 220, 270], fill=light)  # head
+    draw.pieslice([72, 40, 228, 200], 180, 360, fill=dark)  # hair
+    draw.ellipse([110, 150, 140, 170], fill=dark)  # eyes
+    draw.ellipse([160, 150, 190, 170], fill=dark)
+    draw.line([(125, 225), (175, 225)], fill=dark, width=6)  # mouth
+    os.makedirs(os.path.join(out_dir, 'maps'), exist_ok=True)
+    paths = [os.path.join(out_dir, name) for name in DRAWN_MAPS]
+    image.save_image(paths[0], _LABEL_COLOURS[numpy.asarray(smooth)])
+    image.save_image(paths[1], numpy.asarray(doodle))
+    return paths
+
+
+def _source(path, data_dir, out_dir):
+    """Where an input lies: a drawn map in the output folder, anything else in the data."""
+    return os.path.join(out_dir if path in DRAWN_MAPS else data_dir, path)
 
 
 def required_files(figures=FIGURES):
@@ -90,8 +191,11 @@ def required_files(figures=FIGURES):
     files = []
     for figure in figures:
         for run in figure.runs:
-            files += [f for f in (run.content, run.style) if f is not None]
+            files += [path for path, _ in run.inputs() if path not in DRAWN_MAPS]
         files += [path for path, _ in figure.references]
+    if any(path in DRAWN_MAPS for figure in figures for run in figure.runs
+           for path, _ in run.inputs()):
+        files.append('style/picasso.jpg')  # draw_maps clusters it
     return sorted(set(files))
 
 
@@ -123,6 +227,9 @@ def reproduce(data_dir, out_dir, *, figures=FIGURES, device=-1, progress=None, *
         FileNotFoundError: if an input or reference image is missing (all are named).
     """
     check_data(data_dir, figures)
+    if any(path in DRAWN_MAPS for figure in figures for run in figure.runs
+           for path, _ in run.inputs()):
+        draw_maps(data_dir, out_dir)
     done = {}
     for figure in figures:
         for run in figure.runs:
@@ -135,7 +242,7 @@ def reproduce(data_dir, out_dir, *, figures=FIGURES, device=-1, progress=None, *
     sheets = []
     for figure in figures:
         path = os.path.join(out_dir, 'sheets', figure.name + '.png')
-        image.save_image(path, _sheet(figure, data_dir, done))
+        image.save_image(path, _sheet(figure, data_dir, out_dir, done))
         sheets.append(path)
     return sheets
 
@@ -146,31 +253,33 @@ def _synthesize(run, data_dir, out_dir, device, overrides):
     os.makedirs(folder, exist_ok=True)
     config = presets.get_preset(run.preset).replace(**{**run.options, **overrides})
     levels = {}
+    def source(value):
+        paths = [_source(path, data_dir, out_dir) for path in _paths(value)]
+        return paths if isinstance(value, tuple) else (paths[0] if paths else None)
+
     with open(os.path.join(folder, 'trace.jsonl'), 'w') as trace:
         def record(step):
             trace.write(json.dumps({'level': step.level, 'iteration': step.iteration,
                                     'seconds': step.seconds, **step.losses}) + '\n')
             levels[step.level] = step
-        result = synthesize(None if run.content is None else os.path.join(data_dir, run.content),
-                            os.path.join(data_dir, run.style), preset=config, device=device,
-                            callback=record)
+        result = synthesize(source(run.content), source(run.style),
+                            content_map=source(run.content_map), style_map=source(run.style_map),
+                            preset=config, device=device, callback=record)
     level_images = [levels[k].image() for k in sorted(levels)]
     for k, rgb in enumerate(level_images, 1):
         image.save_image(os.path.join(folder, 'level_%d.png' % k), rgb)
     image.save_image(os.path.join(folder, 'out.png'), result)
-    settings = {'content': run.content, 'style': run.style, **dataclasses.asdict(config)}
+    settings = {'content': run.content, 'style': run.style, 'content_map': run.content_map,
+                'style_map': run.style_map, **dataclasses.asdict(config)}
     with open(os.path.join(folder, 'settings.json'), 'w') as f:
         json.dump(settings, f, indent=1)
     return result, level_images
 
 
-def _sheet(figure, data_dir, done):
+def _sheet(figure, data_dir, out_dir, done):
     """Inputs, our results and the authors' references side by side, each with a caption."""
-    panels = []
-    first = figure.runs[0]
-    for path, label in ((first.content, 'content'), (first.style, 'style')):
-        if path is not None:
-            panels.append((image.load_image(os.path.join(data_dir, path)), label))
+    panels = [(image.load_image(_source(path, data_dir, out_dir)), label)
+              for path, label in figure.runs[0].inputs()]
     if figure.levels_of is not None:
         for k, rgb in enumerate(done[figure.levels_of][1], 1):
             panels.append((rgb, 'ours, end of level %d' % k))

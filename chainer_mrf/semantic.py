@@ -34,7 +34,8 @@ def load_map(source):
       (:func:`chainer_mrf.image.load_image`: grayscale and palette images become RGB, alpha is
       composited onto white) and its three channels are scaled to [0, 1].
     - A floating-point or boolean array of shape (H, W) or (H, W, N) is used as it is, one
-      channel per label (``True`` is 1); its values must be finite and in [0, 1].
+      channel per label (``True`` is 1); its values must be finite and in [0, 1]. So is a map
+      as this function returns it, (1, N, H, W), so that a loaded map can be passed on.
 
     Args:
         source (str, os.PathLike, PIL.Image.Image or numpy.ndarray): the map.
@@ -66,9 +67,12 @@ def load_map(source):
 def _channels_map(array):
     """Validates an N-channel float or boolean array and returns it as a (1, N, H, W) map."""
     values = array[..., None] if array.ndim == 2 else array
+    if values.ndim == 4 and values.shape[0] == 1:
+        values = values[0].transpose(1, 2, 0)  # a loaded map
     if values.ndim != 3 or 0 in values.shape or values.dtype.kind not in 'fb':
         raise ValueError('a semantic map array must be uint8 (an image), or floating point or '
-                         'boolean of shape (H, W) or (H, W, N) with pixels; got %s of shape %s'
+                         'boolean of shape (H, W), (H, W, N) or (1, N, H, W) with pixels; got %s '
+                         'of shape %s'
                          % (array.dtype, array.shape))
     values = values.astype(numpy.float32)
     if not numpy.isfinite(values).all() or values.min() < 0 or values.max() > 1:

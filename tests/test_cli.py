@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 
+import numpy
 import pytest
 
 from chainer_mrf import image, presets
@@ -157,3 +158,79 @@ def test_cnnmrf_option_mistakes(images, tmp_path, vgg16_path, extra, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], \
         done.stderr
+
+
+# --- colour options, semantic maps and several style images ---------------------------------
+
+@pytest.fixture(scope='module')
+def maps(tmp_path_factory):
+    """Two-region maps for the content (96 x 72, left/right) and the style (80 x 80)."""
+    folder = tmp_path_factory.mktemp('maps')
+    content_map, style_map = str(folder / 'content_sem.png'), str(folder / 'style_sem.png')
+    left = numpy.zeros((72, 96, 3), numpy.uint8)
+    left[:, :48] = 255
+    top = numpy.zeros((80, 80, 3), numpy.uint8)
+    top[:40] = 255
+    image.save_image(content_map, left)
+    image.save_image(style_map, top)
+    return content_map, style_map
+
+
+def test_several_styles_weights_and_keep_color(images, tmp_path, vgg16_path):
+    out = tmp_path / 'out'
+    done = _generate(*_small(images, out, '-s', images[0], '--style_image_weights', '1,0.5',
+                             '--keep_color', '--iter', '2', '-m', vgg16_path))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith('style transfer with the dsanno preset')
+    assert image.load_image(str(out / 'out.png')).shape == (48, 64, 3)
+
+
+def test_a_doodle_from_the_command_line(images, maps, tmp_path, vgg16_path):
+    out = tmp_path / 'doodle'
+    done = _generate('-s', images[1], '--content_map', maps[0], '--style_map', maps[1],
+                     '-o', str(out), '-w', '64', '--resolution_num', '1', '--iter', '2',
+                     '--semantic_weight', '2e4', '-m', vgg16_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith('neural doodle with the dsanno preset')
+    assert image.load_image(str(out / 'out.png')).shape == (48, 64, 3)  # the map's, resized
+
+
+@pytest.mark.parametrize('extra,message', [
+    (lambda c, s: ['--content_map', c], 'content_sem.png) needs one for the style too'),
+    (lambda c, s: ['--content_map', c, '--style_map', c],
+     'content_sem.png is 96x72 but the style image is 80x80: resize the map'),
+    (lambda c, s: ['--content_map', c, '--style_map', s, '-s', 'SECOND'],
+     '1 style maps for 2 style images'),
+    (lambda c, s: ['--content_map', '/nonexistent/sem.png', '--style_map', s], 'sem.png'),
+    (lambda c, s: ['--style_image_weights', '1,2'],
+     'style_image_weights has 2 values for 1 style images'),
+    (lambda c, s: ['--semantic_weight', '0'], 'semantic_weight must be a finite number > 0'),
+])
+def test_map_and_style_mistakes_are_one_line_and_exit_2(images, maps, tmp_path, vgg16_path,
+                                                        extra, message):
+    args = [a if a != 'SECOND' else images[1] for a in extra(*maps)]
+    done = _generate(*_small(images, tmp_path / 'out', '-m', vgg16_path, *args))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], \
+        done.stderr
+    assert not (tmp_path / 'out').exists()
+
+
+@pytest.mark.parametrize('flag', ['--keep_color', '--luminance_only', '--match_color_histogram'])
+def test_colour_options_without_content_are_refused(images, tmp_path, flag):
+    done = _generate('-s', images[1], '-o', str(tmp_path / 'out'), flag)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        'error: %s needs a content image: without one there are no colours to keep or match'
+        % flag[2:]]
+    assert not (tmp_path / 'out').exists()
+
+
+def test_help_shows_the_new_options():
+    text = ' '.join(_generate('--help').stdout.split())
+    assert '--keep_color, --no-keep_color' in text
+    assert '--semantic_weight SEMANTIC_WEIGHT scale of the semantic maps in the matching ' \
+           '(default: %s)' % presets.get_preset('dsanno').semantic_weight in text
+    assert '-s STYLE, --style STYLE style image; repeat it for several' in text
+    assert '--content_map CONTENT_MAP' in text and '--style_map STYLE_MAP' in text

@@ -155,12 +155,13 @@ def vgg(vgg16_path):
     return VGG(vgg16_path)
 
 
-def _energy(vgg, content, styles, content_map=None, style_maps=None, **options):
-    """A level's energy as synthesize builds it (one level, on the CPU), and its start image."""
-    config = presets.get_preset('dsanno').replace(**{**SMALL, **options})
+def _energy(vgg, content, styles, content_map=None, style_maps=None, preset='dsanno',
+            **options):
+    """A level's energy as synthesize builds it (one level, on the CPU), and its inputs."""
+    config = presets.get_preset(preset).replace(**{**SMALL, 'max_size': 64, **options})
     inputs = synthesis.load_inputs(content, styles, content_map=content_map,
                                    style_map=style_maps, preset=config)
-    prepared = synthesis._prepare_inputs(inputs, config, image.DSANNO)
+    prepared = synthesis._prepare_inputs(inputs, config, synthesis._PREPROCESSING[preset])
     energy = synthesis._Energy(vgg, config, chainer.get_device('@numpy'), prepared.content,
                                list(prepared.styles), prepared.content, prepared.content_map,
                                prepared.style_maps)
@@ -215,9 +216,11 @@ def _region_agreement(energy, found):
     return shares
 
 
-def test_patches_of_a_region_match_only_that_region(vgg, monkeypatch):
-    # A weight that beats even a perfect feature match in the wrong region.
-    energy, found = _map_matches(vgg, monkeypatch, semantic_weight=5e4)
+@pytest.mark.parametrize('preset', ['dsanno', 'cnnmrf'])
+def test_patches_of_a_region_match_only_that_region(vgg, monkeypatch, preset):
+    # A weight that beats even a perfect feature match in the wrong region; the authors'
+    # preset rotates and scales the style map with its nine style copies.
+    energy, found = _map_matches(vgg, monkeypatch, semantic_weight=5e4, preset=preset)
     assert [q.shape[1] for q, _ in found] == [256 * 9 + 18, 512 * 9 + 18]
     assert _region_agreement(energy, found) == [1.0, 1.0]
     # A weight too small to matter: the features alone send many patches to the wrong region

@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import numpy
 import pytest
 
 from chainer_mrf import figures, image
@@ -26,21 +27,33 @@ def test_every_figure_at_a_tiny_size(data, tmp_path, vgg16_path):
     out = tmp_path / 'out'
     lines = []
     sheets = figures.reproduce(data, str(out), progress=lines.append, model=vgg16_path,
-                               max_size=128, resolution_num=2, iterations=1, num_rotation=0,
-                               num_scale=0)
+                               max_size=128, width=128, resolution_num=2, iterations=1,
+                               num_rotation=0, num_scale=0)
     runs = {run.name for figure in figures.FIGURES for run in figure.runs}
-    assert len(lines) == len(runs) == 7  # the balanced portrait is shared by three figures
+    assert len(lines) == len(runs) == 14  # the balanced portrait is shared by three figures
     assert [os.path.basename(s) for s in sheets] == [f.name + '.png' for f in figures.FIGURES]
     for name in runs:
         folder = out / name
         assert image.load_image(str(folder / 'out.png')).shape[2] == 3
         settings = json.loads((folder / 'settings.json').read_text())
-        assert settings['max_size'] == 128 and settings['style'].startswith('style/')
+        assert settings['max_size'] == 128 and 'style/' in str(settings['style'])
         assert len((folder / 'trace.jsonl').read_text().splitlines()) == 2
         assert (folder / 'level_1.png').exists() and (folder / 'level_2.png').exists()
     settings = json.loads((out / 'photo_to_cartoon' / 'settings.json').read_text())
     assert settings['content_weight'] == 2e1 and settings['name'] == 'cnnmrf'
     assert json.loads((out / 'portrait_dsanno' / 'settings.json').read_text())['name'] == 'dsanno'
+    settings = json.loads((out / 'doodle' / 'settings.json').read_text())
+    assert settings['content'] is None and settings['content_map'] == 'maps/doodle.png'
+    assert image.load_image(str(out / 'doodle' / 'out.png')).shape == (164, 128, 3)
+    assert json.loads((out / 'colour_keep_color' / 'settings.json').read_text())['keep_color']
+    settings = json.loads((out / 'two_styles_weighted' / 'settings.json').read_text())
+    assert settings['style'] == ['style/picasso.jpg', 'style/2.jpg']
+    assert settings['style_image_weights'] == [1.0, 0.85]
+    # The drawn maps: three label colours each, the style's of the style's size.
+    for name, size in (('picasso_sem.png', (80, 80)), ('doodle.png', (384, 300))):
+        drawn = image.load_image(str(out / 'maps' / name))
+        assert drawn.shape[:2] == size
+        assert len(numpy.unique(drawn.reshape(-1, 3), axis=0)) <= 3
     # The trade-off sheet: content, style, three of ours, three of the authors'.
     sheet = image.load_image(str(out / 'sheets' / 'tradeoff.png'))
     assert sheet.shape[0] == 256 + 2 * 18 + 16 and sheet.shape[1] > 8 * 256

@@ -44,6 +44,13 @@ def test_layer_shorthand():
     ({'initial_image': ''}, 'initial_image must be content, random or an image path'),
     ({'style_layers': ''}, 'style_layers is empty'),
     ({'seed': -3}, 'seed must be an integer >= 0'),
+    ({'keep_color': 'yes'}, 'keep_color must be True or False'),
+    ({'luminance_only': 1}, 'luminance_only must be True or False'),
+    ({'semantic_weight': 0}, 'semantic_weight must be a finite number > 0'),
+    ({'semantic_weight': float('inf')}, 'semantic_weight must be a finite number'),
+    ({'style_image_weights': ()}, 'style_image_weights must be None or one number per style'),
+    ({'style_image_weights': (1.0, 0.0)}, 'style_image_weights must be a finite number > 0'),
+    ({'style_image_weights': 'heavy'}, 'style_image_weights must be None or one number'),
 ])
 def test_impossible_options(options, message):
     with pytest.raises(ValueError, match=message):
@@ -112,3 +119,14 @@ def test_resize_pyramid_levels_are_torch_bilinear_resizes():
     numpy.testing.assert_array_equal(pyramid.level(x, 1), x)
     up = pyramid.upsample(pyramid.level(x, 2), (37, 29))
     numpy.testing.assert_array_equal(up, image.resize_bilinear(pyramid.level(x, 2), (29, 37)))
+
+
+def test_colour_and_map_defaults_and_image_weights():
+    for name in presets.PRESETS:
+        p = presets.get_preset(name)
+        assert (p.keep_color, p.luminance_only, p.match_color_histogram) == (False,) * 3
+        assert p.semantic_weight == 5000.0 and p.style_image_weights is None
+    p = presets.get_preset('dsanno')
+    assert p.replace(style_image_weights=[1, 0.5]).style_image_weights == (1, 0.5)
+    # The command line parses one value as a number.
+    assert p.replace(style_image_weights=2.0).style_image_weights == (2.0,)

@@ -54,13 +54,17 @@ def test_load_map_uses_channel_arrays_as_they_are():
     numpy.testing.assert_array_equal(m[0], one_hot.transpose(2, 0, 1))
     mask = semantic.load_map(numpy.array([[True, False]]))
     assert mask.tolist() == [[[[1.0, 0.0]]]]
+    # A loaded map passes unchanged (scripts/generate.py loads maps before the synthesis).
+    numpy.testing.assert_array_equal(semantic.load_map(m), m)
+    with pytest.raises(ValueError, match='in \\[0, 1\\]'):
+        semantic.load_map(m * 2)
 
 
 @pytest.mark.parametrize('array, message', [
     (numpy.full((2, 2), 2.0), r'in \[0, 1\]; got values from 2 to 2'),
     (numpy.array([[numpy.nan, 0.5]]), 'finite'),
     (numpy.zeros((2, 2), numpy.int16), 'int16 of shape'),
-    (numpy.zeros((1, 2, 2, 2)), r'shape \(1, 2, 2, 2\)'),
+    (numpy.zeros((2, 2, 2, 2)), r'shape \(2, 2, 2, 2\)'),
     (numpy.zeros((0, 2)), 'with pixels'),
 ])
 def test_load_map_rejects_bad_arrays(array, message):
