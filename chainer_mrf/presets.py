@@ -122,10 +122,12 @@ class Preset:
             are the content's. Needs a content image. Default: ``False``.
         semantic_weight (float): the scale of the semantic maps appended to the features for
             the matching (:mod:`chainer_mrf.semantic`), in the features' own units: VGG16's
-            3x3 patches at relu3 and relu4 have norms of 10 000 to 40 000, so a 3x3 patch of
-            one full map channel (norm 3 x weight) at the default, 5 000, weighs about as much
-            as the features and a patch keeps to its own region; lower lets the features
-            cross regions. Used only with maps. Default: 5000.0.
+            3x3 patches at relu3 and relu4 have norms of 10 000 to 40 000, and a 3x3 patch of
+            one full map channel has norm 3 x weight. At the default, 1e4, a patch keeps to its
+            own region in all but rare cases; half of it lets the features cross regions where
+            they match much better (richer texture, looser layout), much more makes each region
+            strict and its texture flatter (docs/usage.md). Used only with maps.
+            Default: 1e4.
         style_image_weights (tuple of float or None): with several style images, one factor
             per image multiplying the matching scores of that image's patches (a synthesised
             patch takes the patch with the highest weighted normalised cross-correlation);
@@ -174,7 +176,7 @@ class Preset:
     keep_color: bool = False
     luminance_only: bool = False
     match_color_histogram: bool = False
-    semantic_weight: float = 5000.0
+    semantic_weight: float = 1e4
     style_image_weights: typing.Optional[typing.Tuple[float, ...]] = None
 
     def __post_init__(self):

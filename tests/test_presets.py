@@ -125,7 +125,7 @@ def test_colour_and_map_defaults_and_image_weights():
     for name in presets.PRESETS:
         p = presets.get_preset(name)
         assert (p.keep_color, p.luminance_only, p.match_color_histogram) == (False,) * 3
-        assert p.semantic_weight == 5000.0 and p.style_image_weights is None
+        assert p.semantic_weight == 1e4 and p.style_image_weights is None
     p = presets.get_preset('dsanno')
     assert p.replace(style_image_weights=[1, 0.5]).style_image_weights == (1, 0.5)
     # The command line parses one value as a number.
