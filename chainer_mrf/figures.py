@@ -7,9 +7,10 @@ runs them, writing for each run its image, its settings and its trace, then draw
 sheet per figure with the inputs, our results and the references. ``scripts/reproduce_figures.py``
 is its command line.
 
-The doodle's two semantic maps are not in the data folder: :func:`draw_maps` makes them, the
-style's by clustering the colours of ``picasso.jpg``, the doodle by drawing shapes, into
-``<out>/maps/``; a run names them by their paths there (:data:`DRAWN_MAPS`).
+The doodle's two semantic maps and its start image are not in the data folder: :func:`draw_maps`
+makes them into ``<out>/maps/``, the style's map by clustering the colours of ``picasso.jpg``,
+the doodle by drawing shapes, the start by painting the doodle's regions in the clusters' mean
+colours; a run names them by their paths there (:data:`DRAWN_MAPS`).
 """
 import dataclasses
 import json
@@ -20,7 +21,7 @@ import typing
 import numpy
 from PIL import Image, ImageDraw, ImageFilter
 
-from chainer_mrf import _cli, image, presets
+from chainer_mrf import _cli, _io, image, presets
 from chainer_mrf.synthesis import synthesize
 
 
@@ -40,6 +41,8 @@ class Run:
             data folder, or one of :data:`DRAWN_MAPS`. Default: ``None``.
         style_map (str or tuple of str or None): the style's map, or one per style, likewise.
             Default: ``None``.
+        start (str or None): the start image (the ``initial_image`` option), likewise.
+            Default: ``None``.
     """
 
     name: str
@@ -50,12 +53,14 @@ class Run:
     options: typing.Dict[str, typing.Any] = dataclasses.field(default_factory=dict)
     content_map: typing.Optional[str] = None
     style_map: typing.Union[None, str, typing.Tuple[str, ...]] = None
+    start: typing.Optional[str] = None
 
     def inputs(self):
         """Every input file with its caption, in the order of a sheet."""
         named = [(self.content, 'content'), (self.content_map, 'content map')]
         named += [(path, 'style') for path in _paths(self.style)]
         named += [(path, 'style map') for path in _paths(self.style_map)]
+        named.append((self.start, 'start'))
         return [(path, label) for path, label in named if path is not None]
 
 
@@ -81,8 +86,9 @@ _COLOUR = ('colour', "dsanno's colour options: potrait1.jpg in the style of pica
                      "dsanno preset, width 192")
 _TWO_STYLES = ('content/potrait1.jpg', ('style/picasso.jpg', 'style/2.jpg'))
 
-#: The semantic maps :func:`draw_maps` makes, by their paths under the output folder.
-DRAWN_MAPS = ('maps/picasso_sem.png', 'maps/doodle.png')
+#: What :func:`draw_maps` makes, by its paths under the output folder: the style map, the
+#: doodle and the doodle's start image.
+DRAWN_MAPS = ('maps/picasso_sem.png', 'maps/doodle_map.png', 'maps/doodle_start.png')
 
 FIGURES = (
     Figure('tradeoff', "Fig. 6 (top): content/style trade-off, cnnmrf preset",
@@ -117,13 +123,16 @@ FIGURES = (
         for name in ('keep_color', 'luminance_only', 'match_color_histogram'))),
     Figure('doodle', 'A neural doodle: a drawn map painted with picasso.jpg and its '
                      'clustered colours as the style map, dsanno preset, width 192',
-           (Run('doodle', 'ours', None, 'style/picasso.jpg', preset='dsanno',
+           (Run('doodle', 'ours, from the painted map', None, 'style/picasso.jpg',
+                preset='dsanno', options=_OURS, content_map=DRAWN_MAPS[1],
+                style_map=DRAWN_MAPS[0], start=DRAWN_MAPS[2]),
+            Run('doodle_noise', 'ours, from noise', None, 'style/picasso.jpg', preset='dsanno',
                 options={**_OURS, 'seed': 0}, content_map=DRAWN_MAPS[1],
-                style_map=DRAWN_MAPS[0]),)),
+                style_map=DRAWN_MAPS[0]))),
     Figure('two_styles', 'Two style images, picasso.jpg and 2.jpg, dsanno preset, width 192',
            (Run('two_styles', 'weights 1, 1', *_TWO_STYLES, preset='dsanno', options=_OURS),
-            Run('two_styles_weighted', 'weights 1, 0.85', *_TWO_STYLES, preset='dsanno',
-                options={**_OURS, 'style_image_weights': (1.0, 0.85)}))),
+            Run('two_styles_weighted', 'weights 0.75, 1', *_TWO_STYLES, preset='dsanno',
+                options={**_OURS, 'style_image_weights': (0.75, 1.0)}))),
 )
 
 
@@ -143,16 +152,17 @@ _LABEL_COLOURS = numpy.array([[255, 0, 0], [255, 255, 0], [0, 0, 255]], numpy.ui
 
 
 def draw_maps(data_dir, out_dir):
-    """Draws the doodle's maps into ``<out_dir>/maps/`` (:data:`DRAWN_MAPS`).
+    """Draws the doodle's maps and start image into ``<out_dir>/maps/`` (:data:`DRAWN_MAPS`).
 
     - ``picasso_sem.png``: ``style/picasso.jpg``'s pixels in three k-means clusters (20
       rounds from :data:`_PICASSO_CENTRES`), smoothed by an 11-pixel mode filter, painted red
       (background), yellow (face and shirt) and blue (hair and outlines).
-    - ``doodle.png``: a 300 x 384 portrait in the same colours: red background, a yellow head,
-      neck and shoulders, a blue cap of hair, eyes and mouth.
+    - ``doodle_map.png``: a 300 x 384 portrait in the same colours: red background, a yellow
+      head, neck and shoulders, a blue cap of hair, eyes and mouth.
+    - ``doodle_start.png``: the doodle with each region in its cluster's mean colour.
 
     Returns:
-        list: the two paths.
+        list: the three paths.
     """
     rgb = image.load_image(os.path.join(data_dir, 'style', 'picasso.jpg'))
     pixels = rgb.reshape(-1, 3).astype(numpy.float64)
@@ -164,20 +174,21 @@ def draw_maps(data_dir, out_dir):
                                else centres[k] for k in range(len(centres))])
     smooth = Image.fromarray(labels.reshape(rgb.shape[:2]).astype(numpy.uint8)).filter(
         ImageFilter.ModeFilter(11))
-    doodle = Image.new('RGB', (300, 384), tuple(int(v) for v in _LABEL_COLOURS[0]))
+    doodle = Image.new('L', (300, 384), 0)  # drawn in labels: 0 background, 1 light, 2 dark
     draw = ImageDraw.Draw(doodle)
-    light, dark = (tuple(int(v) for v in _LABEL_COLOURS[k]) for k in (1, 2))
-    draw.polygon([(20, 384), (60, 300), (240, 300), (280, 384)], fill=light)  # shoulders
-    draw.rectangle([125, 250, 175, 310], fill=light)  # neck
-    draw.ellipse([80, 70, 220, 270], fill=light)  # head
-    draw.pieslice([72, 40, 228, 200], 180, 360, fill=dark)  # hair
-    draw.ellipse([110, 150, 140, 170], fill=dark)  # eyes
-    draw.ellipse([160, 150, 190, 170], fill=dark)
-    draw.line([(125, 225), (175, 225)], fill=dark, width=6)  # mouth
+    draw.polygon([(20, 384), (60, 300), (240, 300), (280, 384)], fill=1)  # shoulders
+    draw.rectangle([125, 250, 175, 310], fill=1)  # neck
+    draw.ellipse([80, 70, 220, 270], fill=1)  # head
+    draw.pieslice([72, 40, 228, 200], 180, 360, fill=2)  # hair
+    draw.ellipse([110, 150, 140, 170], fill=2)  # eyes
+    draw.ellipse([160, 150, 190, 170], fill=2)
+    draw.line([(125, 225), (175, 225)], fill=2, width=6)  # mouth
     os.makedirs(os.path.join(out_dir, 'maps'), exist_ok=True)
     paths = [os.path.join(out_dir, name) for name in DRAWN_MAPS]
+    doodle = numpy.asarray(doodle)
     image.save_image(paths[0], _LABEL_COLOURS[numpy.asarray(smooth)])
-    image.save_image(paths[1], numpy.asarray(doodle))
+    image.save_image(paths[1], _LABEL_COLOURS[doodle])
+    image.save_image(paths[2], centres.round().astype(numpy.uint8)[doodle])
     return paths
 
 
@@ -251,7 +262,8 @@ def _synthesize(run, data_dir, out_dir, device, overrides):
     """One run; returns its result and its image at the end of each level."""
     folder = os.path.join(out_dir, run.name)
     os.makedirs(folder, exist_ok=True)
-    config = presets.get_preset(run.preset).replace(**{**run.options, **overrides})
+    start = {} if run.start is None else {'initial_image': _source(run.start, data_dir, out_dir)}
+    config = presets.get_preset(run.preset).replace(**{**run.options, **start, **overrides})
     levels = {}
     def source(value):
         paths = [_source(path, data_dir, out_dir) for path in _paths(value)]
@@ -270,7 +282,7 @@ def _synthesize(run, data_dir, out_dir, device, overrides):
         image.save_image(os.path.join(folder, 'level_%d.png' % k), rgb)
     image.save_image(os.path.join(folder, 'out.png'), result)
     settings = {'content': run.content, 'style': run.style, 'content_map': run.content_map,
-                'style_map': run.style_map, **dataclasses.asdict(config)}
+                'style_map': run.style_map, 'start': run.start, **dataclasses.asdict(config)}
     with open(os.path.join(folder, 'settings.json'), 'w') as f:
         json.dump(settings, f, indent=1)
     return result, level_images
@@ -307,6 +319,39 @@ def _montage(panels, title, height=256, caption=18):
     return numpy.asarray(sheet)
 
 
+def export(out_dir, target_dir, figures=FIGURES, colours=256):
+    """Writes each run's result, and the drawn maps the figures use, into ``target_dir`` as
+    small PNGs: ``<run>.png`` and ``<map>.png``, in ``colours`` colours (Pillow's median cut
+    refined by k-means, no dithering), a third of the full-colour files' size, for the docs.
+
+    Args:
+        out_dir (str): the folder :func:`reproduce` wrote.
+        target_dir (str): where the PNGs go, e.g. ``docs/figures``.
+        figures (sequence of Figure): whose runs. Default: all of :data:`FIGURES`.
+        colours (int): palette size, 2 to 256. Default: 256.
+
+    Returns:
+        list: the paths written.
+    """
+    sources = {}
+    for figure in figures:
+        for run in figure.runs:
+            sources[run.name + '.png'] = os.path.join(out_dir, run.name, 'out.png')
+            for path, _ in run.inputs():
+                if path in DRAWN_MAPS:
+                    sources[os.path.basename(path)] = os.path.join(out_dir, path)
+    os.makedirs(target_dir, exist_ok=True)
+    written = []
+    for name, source in sources.items():
+        small = Image.fromarray(image.load_image(source)).quantize(
+            colours, method=Image.Quantize.MEDIANCUT, kmeans=5, dither=Image.Dither.NONE)
+        written.append(os.path.join(target_dir, name))
+        # Kept as a palette image: that, not the colour count, is what makes the file small.
+        with _io.atomic_path(written[-1]) as temporary:
+            small.save(temporary, format='PNG', optimize=True)
+    return written
+
+
 def main(argv=None):
     """``scripts/reproduce_figures.py``: returns the exit code."""
     default_data = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -323,6 +368,9 @@ def main(argv=None):
     parser.add_argument('-g', '--gpu', type=int, default=-1, help='GPU id (default: -1, CPU)')
     parser.add_argument('--max_size', type=int, help='override the longer side (quick looks)')
     parser.add_argument('--iterations', type=int, help='override the steps per level')
+    parser.add_argument('--export', metavar='DIR',
+                        help='also write each result (and drawn map) into DIR as a small '
+                             '256-colour PNG, e.g. docs/figures')
     args = parser.parse_args(argv)
     if not os.path.isdir(args.data):
         raise FileNotFoundError('data folder %s not found: pass --data DIR, the CNNMRF data '
@@ -333,4 +381,7 @@ def main(argv=None):
     for sheet in reproduce(args.data, args.out, figures=chosen, device=args.gpu,
                            progress=lambda line: print(line, flush=True), **overrides):
         print('sheet %s' % sheet)
+    if args.export is not None:
+        for path in export(args.out, args.export, chosen):
+            print('exported %s' % path)
     return 0

@@ -6,6 +6,7 @@ import sys
 
 import numpy
 import pytest
+from PIL import Image
 
 from chainer_mrf import figures, image
 from test_synthesis import _content, _style
@@ -30,7 +31,7 @@ def test_every_figure_at_a_tiny_size(data, tmp_path, vgg16_path):
                                max_size=128, width=128, resolution_num=2, iterations=1,
                                num_rotation=0, num_scale=0)
     runs = {run.name for figure in figures.FIGURES for run in figure.runs}
-    assert len(lines) == len(runs) == 14  # the balanced portrait is shared by three figures
+    assert len(lines) == len(runs) == 15  # the balanced portrait is shared by three figures
     assert [os.path.basename(s) for s in sheets] == [f.name + '.png' for f in figures.FIGURES]
     for name in runs:
         folder = out / name
@@ -43,17 +44,28 @@ def test_every_figure_at_a_tiny_size(data, tmp_path, vgg16_path):
     assert settings['content_weight'] == 2e1 and settings['name'] == 'cnnmrf'
     assert json.loads((out / 'portrait_dsanno' / 'settings.json').read_text())['name'] == 'dsanno'
     settings = json.loads((out / 'doodle' / 'settings.json').read_text())
-    assert settings['content'] is None and settings['content_map'] == 'maps/doodle.png'
+    assert settings['content'] is None and settings['content_map'] == 'maps/doodle_map.png'
+    assert settings['start'] == 'maps/doodle_start.png'
+    assert settings['initial_image'].endswith(os.path.join('maps', 'doodle_start.png'))
     assert image.load_image(str(out / 'doodle' / 'out.png')).shape == (164, 128, 3)
     assert json.loads((out / 'colour_keep_color' / 'settings.json').read_text())['keep_color']
     settings = json.loads((out / 'two_styles_weighted' / 'settings.json').read_text())
     assert settings['style'] == ['style/picasso.jpg', 'style/2.jpg']
-    assert settings['style_image_weights'] == [1.0, 0.85]
+    assert settings['style_image_weights'] == [0.75, 1.0]
     # The drawn maps: three label colours each, the style's of the style's size.
-    for name, size in (('picasso_sem.png', (80, 80)), ('doodle.png', (384, 300))):
+    for name, size in (('picasso_sem.png', (80, 80)), ('doodle_map.png', (384, 300)),
+                       ('doodle_start.png', (384, 300))):
         drawn = image.load_image(str(out / 'maps' / name))
         assert drawn.shape[:2] == size
         assert len(numpy.unique(drawn.reshape(-1, 3), axis=0)) <= 3
+    # The doc's copies: palette PNGs of the results and of the drawn maps.
+    written = figures.export(str(out), str(tmp_path / 'docs'),
+                             [f for f in figures.FIGURES if f.name == 'doodle'])
+    assert sorted(os.path.basename(p) for p in written) == [
+        'doodle.png', 'doodle_map.png', 'doodle_noise.png', 'doodle_start.png',
+        'picasso_sem.png']
+    with Image.open(written[0]) as small:
+        assert small.mode == 'P' and small.size == (128, 164)
     # The trade-off sheet: content, style, three of ours, three of the authors'.
     sheet = image.load_image(str(out / 'sheets' / 'tradeoff.png'))
     assert sheet.shape[0] == 256 + 2 * 18 + 16 and sheet.shape[1] > 8 * 256
