@@ -64,7 +64,8 @@ _OPTIONS = [
     (('--synthesis_stride',), 'synthesis_stride', int, 'grid step of the synthesised patches'),
     (('--confidence_threshold',), 'confidence_threshold', _optional_float,
      'drop patches whose best cosine is below this (none: keep all)'),
-    (('--initial_image',), 'initial_image', str, 'content, random or an image path'),
+    (('--initial_image',), 'initial_image', str,
+     "content, random, map (the content map painted in the style's colours) or an image path"),
     (('--resolution_num', '--num_res'), 'resolution_num', int, 'number of resolutions, 1 to 3'),
     (('--memory_budget',), 'memory_budget', int, 'bytes for the matching scores at once'),
     (('--bank_dtype',), 'bank_dtype', str, 'float32 or float16 style patch storage'),
@@ -180,7 +181,7 @@ def main(argv=None):
     # before anything is written.
     inputs = load_inputs(args.content, args.style, content_map=args.content_map,
                          style_map=args.style_map, preset=config)
-    if config.initial_image not in ('content', 'random'):
+    if config.initial_image not in ('content', 'random', 'map'):
         image.load_image(config.initial_image)
     arch, path = network(config)
     _outputs(args.out_dir, args.force)

@@ -9,8 +9,10 @@ is its command line.
 
 The doodle's two semantic maps and its start image are not in the data folder: :func:`draw_maps`
 makes them into ``<out>/maps/``, the style's map by clustering the colours of ``picasso.jpg``,
-the doodle by drawing shapes, the start by painting the doodle's regions in the clusters' mean
-colours; a run names them by their paths there (:data:`DRAWN_MAPS`).
+the doodle by drawing shapes, the start by painting the doodle with the painting's colours
+(:func:`chainer_mrf.semantic.paint_map`, what a doodle starts from by default, here at the
+doodle's full size so that the sheet can show it); a run names them by their paths there
+(:data:`DRAWN_MAPS`).
 """
 import dataclasses
 import json
@@ -21,7 +23,7 @@ import typing
 import numpy
 from PIL import Image, ImageDraw, ImageFilter
 
-from chainer_mrf import _cli, _io, image, presets
+from chainer_mrf import _cli, _io, image, presets, semantic
 from chainer_mrf.synthesis import synthesize
 
 
@@ -127,7 +129,8 @@ FIGURES = (
                 preset='dsanno', options=_OURS, content_map=DRAWN_MAPS[1],
                 style_map=DRAWN_MAPS[0], start=DRAWN_MAPS[2]),
             Run('doodle_noise', 'ours, from noise', None, 'style/picasso.jpg', preset='dsanno',
-                options={**_OURS, 'seed': 0}, content_map=DRAWN_MAPS[1],
+                options={**_OURS, 'seed': 0, 'initial_image': 'random'},
+                content_map=DRAWN_MAPS[1],
                 style_map=DRAWN_MAPS[0]))),
     Figure('two_styles', 'Two style images, picasso.jpg and 2.jpg, dsanno preset, width 192',
            (Run('two_styles', 'weights 1, 1', *_TWO_STYLES, preset='dsanno', options=_OURS),
@@ -159,7 +162,8 @@ def draw_maps(data_dir, out_dir):
       (background), yellow (face and shirt) and blue (hair and outlines).
     - ``doodle_map.png``: a 300 x 384 portrait in the same colours: red background, a yellow
       head, neck and shoulders, a blue cap of hair, eyes and mouth.
-    - ``doodle_start.png``: the doodle with each region in its cluster's mean colour.
+    - ``doodle_start.png``: the doodle painted with picasso.jpg's colours through the style
+      map (:func:`chainer_mrf.semantic.paint_map`).
 
     Returns:
         list: the three paths.
@@ -186,9 +190,12 @@ def draw_maps(data_dir, out_dir):
     os.makedirs(os.path.join(out_dir, 'maps'), exist_ok=True)
     paths = [os.path.join(out_dir, name) for name in DRAWN_MAPS]
     doodle = numpy.asarray(doodle)
-    image.save_image(paths[0], _LABEL_COLOURS[numpy.asarray(smooth)])
-    image.save_image(paths[1], _LABEL_COLOURS[doodle])
-    image.save_image(paths[2], centres.round().astype(numpy.uint8)[doodle])
+    style_map, doodle_map = _LABEL_COLOURS[numpy.asarray(smooth)], _LABEL_COLOURS[doodle]
+    image.save_image(paths[0], style_map)
+    image.save_image(paths[1], doodle_map)
+    painted = semantic.paint_map(semantic.load_map(doodle_map), [rgb.transpose(2, 0, 1)[None]],
+                                 [semantic.load_map(style_map)])
+    image.save_image(paths[2], painted[0].transpose(1, 2, 0).round().astype(numpy.uint8))
     return paths
 
 

@@ -99,8 +99,10 @@ class Preset:
         confidence_threshold (float or None): a synthesised patch whose best cosine similarity
             is below this gets no MRF gradient; ``None`` keeps every patch. Default: ``None``
             [0.0].
-        initial_image (str): ``'content'``, ``'random'`` or the path of an image. Default:
-            ``'content'``.
+        initial_image (str): ``'content'``, ``'random'``, ``'map'`` (the content map painted
+            in the style's colours, region by region: :func:`chainer_mrf.semantic.paint_map`)
+            or the path of an image. Without a content image, ``'content'`` means ``'map'`` for
+            a doodle and ``'random'`` for a texture. Default: ``'content'``.
         noise (str): the random start: ``'uniform'`` (+-20 around the mean) or ``'normal'``
             (0.001 x standard normal). Default: ``'uniform'`` [``'normal'``].
         memory_budget (int): bytes the patch-matching scores may take at once. Default:
@@ -287,7 +289,7 @@ class Preset:
         if self.seed is not None:
             _check_int('seed', self.seed, low=0)
         if not isinstance(self.initial_image, str) or not self.initial_image:
-            raise ValueError('initial_image must be content, random or an image path')
+            raise ValueError('initial_image must be content, random, map or an image path')
 
 
 def _check_int(field, value, low):

@@ -235,3 +235,85 @@ def append_map(features, semantic_map, semantic_weight):
         raise ValueError('semantic_weight must be > 0, got %r' % (semantic_weight,))
     weighted = semantic_map.astype(numpy.float32, copy=False) * numpy.float32(semantic_weight)
     return xp.concatenate([features.astype(numpy.float32, copy=False), weighted], axis=1)
+
+
+MAJOR_SHARE = 1e-3
+"""The share of a content map's pixels a colour must cover to be a region of its own in
+:func:`paint_map`; rarer colours (anti-aliased edges, JPEG noise) join the nearest region."""
+MATCH_DISTANCE = 0.2
+"""How far (Euclidean, map values in [0, 1]) a style map's colour may lie from a content region's
+and still count as that region in :func:`paint_map`."""
+
+
+def paint_map(content_map, styles, style_maps):
+    """The content map painted region by region in the style's colours: a doodle's start.
+
+    A region is a colour of the content map covering at least :data:`MAJOR_SHARE` of it; every
+    other content pixel joins the region of the nearest colour. Each region takes the mean of
+    the style pixels (of every style image) whose map colour lies within
+    :data:`MATCH_DISTANCE` of the region's, or, where none does, the mean of all style pixels.
+    Started from it, a doodle's regions get the painting's structure at once; from noise they
+    come out in place but flat (``docs/figures.md``).
+
+    Args:
+        content_map (numpy.ndarray): the content map at the output's size, values in [0, 1].
+        styles (sequence of numpy.ndarray): the style images, in any per-pixel linear space
+            (the network's preprocessed one, say): the result is in the same space.
+        style_maps (sequence of numpy.ndarray): one map per style image, of its size.
+
+    Returns:
+        numpy.ndarray: float32, the painted map, of ``content_map``'s (H, W).
+
+    Raises:
+        ValueError: as many maps as style images not given, a map not of its image's size, or
+            channel counts that differ.
+
+    Shape:
+        content_map: (1, N, H, W). styles[i]: (1, C, h_i, w_i). style_maps[i]: (1, N, h_i, w_i).
+        Output: (1, C, H, W).
+
+    Examples:
+        >>> halves = numpy.zeros((1, 1, 2, 2), numpy.float32); halves[..., 1] = 1
+        >>> style = numpy.array([[[[10., 20.]]]], numpy.float32)
+        >>> paint_map(halves, [style], [numpy.array([[[[0., 1.]]]], numpy.float32)])[0, 0]
+        array([[10., 20.],
+               [10., 20.]], dtype=float32)
+    """
+    if len(styles) != len(style_maps):
+        raise ValueError('paint_map needs one map per style image, got %d maps for %d images'
+                         % (len(style_maps), len(styles)))
+    channels = content_map.shape[1]
+    for style, style_map in zip(styles, style_maps):
+        if style_map.shape[1] != channels or style_map.shape[2:] != style.shape[2:]:
+            raise ValueError('a style map of shape %s does not fit its image of shape %s and '
+                             'the content map of shape %s' % (style_map.shape, style.shape,
+                                                              content_map.shape))
+    pixels = content_map[0].reshape(channels, -1).T
+    colours, counts = numpy.unique(numpy.rint(pixels * 255).astype(numpy.uint8), axis=0,
+                                   return_counts=True)
+    major = colours[counts >= MAJOR_SHARE * len(pixels)]
+    regions = (major if len(major) else colours).astype(numpy.float32) / 255
+    style_pixels = numpy.concatenate([m[0].reshape(channels, -1).T for m in style_maps])
+    style_values = numpy.concatenate([s[0].reshape(s.shape[1], -1).T for s in styles])
+    region_of_style, distance = _nearest(style_pixels, regions)
+    fallback = style_values.mean(axis=0)
+    paints = numpy.empty((len(regions), style_values.shape[1]), numpy.float32)
+    for k in range(len(regions)):
+        members = (region_of_style == k) & (distance <= MATCH_DISTANCE)
+        paints[k] = style_values[members].mean(axis=0) if members.any() else fallback
+    region_of_content, _ = _nearest(pixels, regions)
+    painted = paints[region_of_content].T.reshape((1, -1) + content_map.shape[2:])
+    return numpy.ascontiguousarray(painted)
+
+
+def _nearest(pixels, regions):
+    """The nearest of ``regions`` (K, N) to each of ``pixels`` (P, N), and its distance; one
+    region at a time, so that memory stays O(P)."""
+    best = numpy.full(len(pixels), numpy.inf, numpy.float32)
+    index = numpy.zeros(len(pixels), numpy.intp)
+    for k, region in enumerate(regions):
+        distance = ((pixels - region) ** 2).sum(axis=1)
+        closer = distance < best
+        best[closer] = distance[closer]
+        index[closer] = k
+    return index, numpy.sqrt(best)

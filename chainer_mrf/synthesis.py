@@ -134,9 +134,11 @@ def synthesize(content, style, *, content_map=None, style_map=None, preset='dsan
     config = presets.get_preset(preset).replace(**options)
     inputs = load_inputs(content, style, content_map=content_map, style_map=style_map,
                          preset=config)
+    if inputs.content is None and config.initial_image == 'content':
+        # Without a content image: a doodle starts from its painted map, a texture from noise.
+        config = config.replace(initial_image='random' if inputs.content_map is None else 'map')
     if inputs.content is None:
-        config = config.replace(content_layers=(), initial_image=(
-            'random' if config.initial_image == 'content' else config.initial_image))
+        config = config.replace(content_layers=())
     preprocessing = _PREPROCESSING[config.preprocessing]
     prepared = _prepare_inputs(inputs, config, preprocessing)
     start_x = _full_start(prepared, config, preprocessing)
@@ -227,6 +229,9 @@ def load_inputs(content, style, *, content_map=None, style_map=None, preset='dsa
             raise ValueError('%s need%s a content image: without one there are no colours to '
                              'keep or match' % (' and '.join(asked), 's' if len(asked) == 1
                                                 else ''))
+    if config.initial_image == 'map' and content_map is None:
+        raise ValueError("initial_image 'map' paints the content map: give a content_map "
+                         "(and style maps)")
     weights = config.style_image_weights
     if weights is not None and len(weights) != len(styles):
         raise ValueError('style_image_weights has %d values for %d style images (give one per '
@@ -345,11 +350,16 @@ def _resize(rgb, size, config, preprocessing):
 
 
 def _full_start(prepared, config, preprocessing):
-    """The full-size start image (content or a file), or ``None`` for a random start."""
+    """The full-size start image (the content, the painted map or a file), or ``None`` for a
+    random start."""
     if config.initial_image == 'content':
         return prepared.content
     if config.initial_image == 'random':
         return None
+    if config.initial_image == 'map':
+        # From the styles as they are matched: after the colour options (so in luminance under
+        # luminance_only, as the image optimised).
+        return semantic.paint_map(prepared.content_map, prepared.styles, prepared.style_maps)
     start = _resize(image_lib.load_image(config.initial_image), prepared.shape[::-1], config,
                     preprocessing)
     # luminance_only synthesises the luminance: a start image joins it as its own luminance.

@@ -3,7 +3,7 @@ import chainer
 import numpy
 import pytest
 
-from chainer_mrf import colour, image, matching, patches, presets, synthesis
+from chainer_mrf import colour, image, matching, patches, presets, semantic, synthesis
 from chainer_mrf.synthesis import synthesize
 from chainer_mrf.vgg import VGG
 from test_synthesis import SMALL, _content, _style
@@ -259,12 +259,45 @@ def test_a_doodle_end_to_end(vgg16_path):
     style, style_labels = _two_textures()
     doodle = _halves(60, 80, 1)  # left: the stripes' region, right: the dots'
     steps = []
+    # From noise, so that only the maps can put the regions in place.
     result = synthesize(None, style, content_map=doodle, style_map=style_labels,
-                        semantic_weight=5e4, iterations=12, seed=0, model=vgg16_path, callback=steps.append,
-                        **SMALL)
+                        semantic_weight=5e4, iterations=12, seed=0, initial_image='random',
+                        model=vgg16_path, callback=steps.append, **SMALL)
     assert result.shape == (48, 64, 3)  # the doodle's shape at width 64
     assert not any(name.startswith('content') for name in steps[0].losses)
     assert _greenness(result[:, 36:]) > _greenness(result[:, :28]) + 40
+
+
+def _painted_calls(monkeypatch):
+    """Records the arguments of every semantic.paint_map call."""
+    calls = []
+    paint = semantic.paint_map
+
+    def record(content_map, styles, style_maps):
+        calls.append((content_map, styles, style_maps))
+        return paint(content_map, styles, style_maps)
+    monkeypatch.setattr(semantic, 'paint_map', record)
+    return calls
+
+
+def test_a_doodle_starts_from_its_painted_map(vgg16_path, monkeypatch):
+    style, style_labels = _two_textures()
+    calls = _painted_calls(monkeypatch)
+    options = dict(content_map=_halves(60, 80, 1), style_map=style_labels, iterations=1,
+                   model=vgg16_path, **SMALL)
+    synthesize(None, style, **options)
+    (content_map, styles, style_maps), = calls
+    assert content_map.shape == (1, 2, 48, 64) and len(styles) == len(style_maps) == 1
+    # From noise when asked; a texture (no maps) from noise as before.
+    synthesize(None, style, initial_image='random', **options)
+    synthesize(None, style, iterations=1, model=vgg16_path, **SMALL)
+    assert len(calls) == 1
+
+
+def test_a_painted_start_needs_a_content_map():
+    with pytest.raises(ValueError, match="initial_image 'map' paints the content map"):
+        synthesis.load_inputs(_content(), _style(), preset=presets.get_preset('dsanno').replace(
+            initial_image='map'))
 
 
 def test_a_doodle_takes_size_when_given(vgg16_path):

@@ -48,6 +48,8 @@ def test_every_figure_at_a_tiny_size(data, tmp_path, vgg16_path):
     assert settings['start'] == 'maps/doodle_start.png'
     assert settings['initial_image'].endswith(os.path.join('maps', 'doodle_start.png'))
     assert image.load_image(str(out / 'doodle' / 'out.png')).shape == (164, 128, 3)
+    assert json.loads((out / 'doodle_noise' / 'settings.json').read_text())[
+        'initial_image'] == 'random'
     assert json.loads((out / 'colour_keep_color' / 'settings.json').read_text())['keep_color']
     settings = json.loads((out / 'two_styles_weighted' / 'settings.json').read_text())
     assert settings['style'] == ['style/picasso.jpg', 'style/2.jpg']

@@ -41,7 +41,7 @@ def test_layer_shorthand():
     ({'tv_weight': float('nan')}, 'tv_weight must be a finite number'),
     ({'lr': 0}, 'lr must be a finite number > 0'),
     ({'optimizer': 'sgd'}, 'optimizer must be one of lbfgs, adam'),
-    ({'initial_image': ''}, 'initial_image must be content, random or an image path'),
+    ({'initial_image': ''}, 'initial_image must be content, random, map or an image path'),
     ({'style_layers': ''}, 'style_layers is empty'),
     ({'seed': -3}, 'seed must be an integer >= 0'),
     ({'keep_color': 'yes'}, 'keep_color must be True or False'),

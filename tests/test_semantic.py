@@ -216,6 +216,60 @@ def test_the_map_steers_the_match():
     assert steered.tolist() == [0]  # region 0, as the map says
 
 
+# --- paint_map ----------------------------------------------------------------------------------
+
+RED, BLUE, YELLOW, GREEN = (1, 0, 0), (0, 0, 1), (1, 1, 0), (0, 1, 0)
+
+
+def _colour_map(rows):
+    """A (1, 3, H, W) map from rows of RGB colours in [0, 1]."""
+    return numpy.array(rows, numpy.float32).transpose(2, 0, 1)[None]
+
+
+def test_paint_map_paints_each_region_with_its_style_pixels_mean():
+    content = numpy.zeros((40, 40, 3), numpy.float32)
+    content[:, :20], content[:, 20:], content[36:] = RED, BLUE, YELLOW
+    content[0, 20] = (0.6, 0, 0.4)  # an anti-aliased pixel, 1 of 1600: it joins red
+    rng = numpy.random.RandomState(0)
+    style_a, style_b = (rng.uniform(-100, 100, (1, 3, 2, 2)).astype(numpy.float32),
+                        rng.uniform(-100, 100, (1, 3, 1, 2)).astype(numpy.float32))
+    # GREEN is in no content region: ignored; (0.95, 0.05, 0) is within 0.2 of RED.
+    map_a = _colour_map([[RED, RED], [BLUE, GREEN]])
+    map_b = _colour_map([[BLUE, (0.95, 0.05, 0)]])
+    painted = semantic.paint_map(_colour_map(content), [style_a, style_b], [map_a, map_b])
+    assert painted.shape == (1, 3, 40, 40) and painted.dtype == numpy.float32
+    a, b = style_a[0].reshape(3, -1).T, style_b[0].reshape(3, -1).T
+    red = numpy.mean([a[0], a[1], b[1]], axis=0)
+    blue = numpy.mean([a[2], b[0]], axis=0)
+    everything = numpy.concatenate([a, b]).mean(axis=0)  # YELLOW: no style pixel of its own
+    got = painted[0].transpose(1, 2, 0)
+    numpy.testing.assert_allclose(got[5, 3], red, rtol=1e-6)
+    numpy.testing.assert_allclose(got[0, 20], red, rtol=1e-6)
+    numpy.testing.assert_allclose(got[5, 30], blue, rtol=1e-6)
+    numpy.testing.assert_allclose(got[38, 10], everything, rtol=1e-6)
+    # Three regions, so three colours in all.
+    assert len(numpy.unique(got.reshape(-1, 3), axis=0)) == 3
+
+
+def test_paint_map_takes_one_hot_channel_maps():
+    content = two_regions(4, 6, split=2)
+    style = numpy.arange(2 * 8, dtype=numpy.float32).reshape(1, 2, 2, 4)
+    painted = semantic.paint_map(content, [style], [two_regions(2, 4, split=1)])
+    left, right = style[0, :, :, :1].mean(axis=(1, 2)), style[0, :, :, 1:].mean(axis=(1, 2))
+    numpy.testing.assert_allclose(painted[0, :, :, :2], numpy.broadcast_to(
+        left[:, None, None], (2, 4, 2)))
+    numpy.testing.assert_allclose(painted[0, :, :, 2:], numpy.broadcast_to(
+        right[:, None, None], (2, 4, 4)))
+
+
+def test_paint_map_refuses_maps_that_do_not_fit():
+    style = numpy.zeros((1, 3, 2, 4), numpy.float32)
+    with pytest.raises(ValueError, match='one map per style image'):
+        semantic.paint_map(two_regions(), [style, style], [two_regions(2, 4)])
+    with pytest.raises(ValueError, match='does not fit'):
+        semantic.paint_map(two_regions(), [style], [two_regions(2, 5)])
+
+
 # --- GPU ----------------------------------------------------------------------------------------
 
 @needs_cuda
