@@ -21,6 +21,12 @@ The ``--repeat`` warm runs read the file as the page cache holds it (all of it a
 synthetic file). The cold-ish run follows, after the file's pages were dropped from the page
 cache with ``posix_fadvise(DONTNEED)``; ``fincore`` (util-linux), where installed, reports what
 stayed resident. A virtual machine's host may still cache the disk.
+
+A conversion does no arithmetic, so its floor is not a FLOP count but what any conversion must
+do: start a Python process that imports NumPy, and write the converted arrays (the
+architecture's convolution weights, float32) as an npz into the same folder. Both are measured
+in the same run (best of ``--repeat``); efficiency = floor / the best warm conversion. The
+figures are compared with those recorded in docs/performance.md (``--record`` keeps them).
 """
 import argparse
 import math
@@ -160,6 +166,28 @@ def cpu_model():
     return platform.processor() or 'unknown CPU'
 
 
+def floor_seconds(arch, folder, repeat):
+    """The best times of a Python start that imports NumPy, and of writing ``arch``'s
+    convolution weights (random float32 of the right shapes) as an npz in ``folder``."""
+    starts = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run([sys.executable, '-c', 'import numpy'], check=True)
+        starts.append(time.perf_counter() - start)
+    rng = numpy.random.default_rng(0)
+    arrays = {key: rng.standard_normal(shape, dtype=numpy.float32)
+              for key, shape in weights_lib.expected_shapes(arch).items()}
+    path = os.path.join(folder, 'floor.npz')
+    writes = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        with open(path, 'wb') as f:
+            numpy.savez(f, **arrays)
+        writes.append(time.perf_counter() - start)
+    os.remove(path)
+    return min(starts), min(writes)
+
+
 def describe_cache(fraction):
     return 'unknown (no fincore)' if fraction is None else '%.0f%% resident' % (100 * fraction)
 
@@ -171,7 +199,11 @@ def main(argv=None):
     parser.add_argument('--arch', default='vgg16', choices=('vgg16', 'vgg19'),
                         help='architecture of the model (default: vgg16)')
     parser.add_argument('--repeat', type=int, default=3, help='warm runs (default: 3)')
+    parser.add_argument('--record', action='store_true',
+                        help='write the figures into docs/performance.md')
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error('--repeat must be >= 1')
 
     print('machine: %s, %d cores, %s %s, Python %s, NumPy %s'
           % (cpu_model(), os.cpu_count(), platform.system(), platform.release(),
@@ -201,10 +233,25 @@ def main(argv=None):
         print('cold-ish: %.2f s, %.0f MiB/s, page cache before the run: %s'
               % (cold, size / MiB / cold, describe_cache(cached)))
 
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        startup, write = floor_seconds(args.arch, tmp, args.repeat)
     print('peak RSS of a conversion: %.0f MiB (max over all runs; this process peaked at '
           '%.0f MiB)' % (children, own))
+    floor = startup + write
+    print('floor: %.2f s (Python with NumPy starts in %.2f s, the npz is written in %.2f s); '
+          'efficiency %.0f %%' % (floor, startup, write, 100 * floor / best))
+    figures = {'bytes': size, 'warm_best_s': round(best, 3), 'warm_median_s': round(median, 3),
+               'cold_s': round(cold, 3), 'peak_mib': round(children, 1),
+               'floor_s': round(floor, 3), 'efficiency': round(floor / best, 3)}
+    # Only now: _common imports Chainer, which would have raised this process's peak, and with
+    # it the children's (see the module docstring).
+    import _common
+    key = 'convert/%s' % ('synthetic-' + args.arch if args.caffemodel is None
+                          else os.path.basename(args.caffemodel))
+    _common.compare(key, figures)
+    if args.record:
+        _common.record(key, figures)
     return 0
 
 

@@ -23,6 +23,12 @@ Cases:
 
 A case's peak is the child process's own ``ru_maxrss``. Linux starts a child with its parent's
 peak RSS, so the figure means something only above this process's own peak, printed at the end.
+
+Each child also counts the FLOPs of its optimiser steps (``Step.flops``: the convolutions and
+the patch products) and, after the synthesis, measures the float32 matrix-product rate: floor =
+FLOPs / rate, efficiency = floor / the whole run's wall time. The set-up (loading, resizing,
+the style banks' VGG passes) is in the time but not in the FLOPs, so on short runs the
+efficiency is well below that of a step (``benchmarks/iteration.py``).
 """
 import argparse
 import json
@@ -74,11 +80,16 @@ def child(spec):
     chainer_mrf.synthesize(spec['content'], spec['style'], preset=spec['preset'],
                            callback=steps.append, **options)
     seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     finest = [s.seconds for s in steps if s.level == s.levels - 1]
-    print(json.dumps({'peak_mib': round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                                        / 1024, 1),
-                      'seconds': round(seconds, 1), 'steps': len(steps),
-                      'finest_step_s': round(sorted(finest)[len(finest) // 2], 3)}))
+    flops = sum(sum(s.flops.values()) for s in steps)
+    # After the peak was read, and with the synthesis's memory freed: it raises no peak.
+    rate = _common.matmul_rate()
+    print(json.dumps({'peak_mib': round(peak, 1), 'seconds': round(seconds, 1),
+                      'steps': len(steps),
+                      'finest_step_s': round(sorted(finest)[len(finest) // 2], 3),
+                      'gflop': round(flops / 1e9, 1), 'matmul_gflops': round(rate / 1e9, 1),
+                      'efficiency': round(flops / rate / seconds, 3)}))
 
 
 def measure(content, style, preset, **options):
@@ -104,8 +115,9 @@ def run_case(case, steps, folder):
     figures = {}
     for size in SCALING_SIZES:
         result = measure(None, _style(), 'cnnmrf', size=[size, size], iterations=3)
-        print('  %4d x %-4d  peak %7.1f MiB  %6.1f s' % (size, size, result['peak_mib'],
-                                                       result['seconds']), flush=True)
+        print('  %4d x %-4d  peak %7.1f MiB  %6.1f s  %6.1f GFLOP  efficiency %3.0f %%'
+              % (size, size, result['peak_mib'], result['seconds'], result['gflop'],
+                 100 * result['efficiency']), flush=True)
         figures['peak_mib_%d' % size] = result['peak_mib']
     # Linear growth: equal steps in pixels add equal memory; quadratic growth would make each
     # step's increment larger than the last.
