@@ -134,11 +134,13 @@ def synthesize(content, style, *, content_map=None, style_map=None, preset='dsan
     config = presets.get_preset(preset).replace(**options)
     inputs = load_inputs(content, style, content_map=content_map, style_map=style_map,
                          preset=config)
-    if inputs.content is None and config.initial_image == 'content':
-        # Without a content image: a doodle starts from its painted map, a texture from noise.
-        config = config.replace(initial_image='random' if inputs.content_map is None else 'map')
     if inputs.content is None:
-        config = config.replace(content_layers=())
+        # No content term; and for the content start, a doodle takes its painted map, a
+        # texture noise.
+        start = config.initial_image
+        if start == 'content':
+            start = 'random' if inputs.content_map is None else 'map'
+        config = config.replace(content_layers=(), initial_image=start)
     preprocessing = _PREPROCESSING[config.preprocessing]
     prepared = _prepare_inputs(inputs, config, preprocessing)
     start_x = _full_start(prepared, config, preprocessing)
