@@ -181,7 +181,7 @@ def main(argv=None):
     # before anything is written.
     inputs = load_inputs(args.content, args.style, content_map=args.content_map,
                          style_map=args.style_map, preset=config)
-    if config.initial_image not in ('content', 'random', 'map'):
+    if config.initial_image not in presets.START_KEYWORDS:
         image.load_image(config.initial_image)
     arch, path = network(config)
     _outputs(args.out_dir, args.force)

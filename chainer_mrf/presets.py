@@ -16,6 +16,9 @@ import typing
 #: Layer shorthand of dsanno's command line: ``4_2`` means ``relu4_2``.
 _SHORT_PREFIX = 'relu'
 
+#: The ``initial_image`` values that name a start rather than an image file.
+START_KEYWORDS = ('content', 'random', 'map')
+
 
 def layer_name(name):
     """``'4_2'`` -> ``'relu4_2'``; full names (``'relu4_2'``, ``'conv4_2'``) pass unchanged."""
@@ -289,7 +292,8 @@ class Preset:
         if self.seed is not None:
             _check_int('seed', self.seed, low=0)
         if not isinstance(self.initial_image, str) or not self.initial_image:
-            raise ValueError('initial_image must be content, random, map or an image path')
+            raise ValueError('initial_image must be %s or an image path'
+                             % ', '.join(START_KEYWORDS))
 
 
 def _check_int(field, value, low):
