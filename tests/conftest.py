@@ -1,30 +1,10 @@
-"""Shared fixtures: the real VGG16 weights, small random-weight models, the example data."""
+"""Fixtures: the real VGG16 weights, small random-weight models, the example data."""
 import os
 
-import chainer_mrf  # noqa: F401  (installs the NumPy shims before chainer is imported)
-import numpy
 import pytest
-from chainer.backends import cuda
 
 from chainer_mrf import weights as weights_lib
-
-DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.pardir,
-                    'shared', 'data', 'cnnmrf')
-
-
-def _cuda_ready():
-    if not cuda.available:
-        return False
-    try:
-        return cuda.cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no driver or no device
-        return False
-
-
-def needs_cuda(test):
-    """Marks a test that needs CuPy and a CUDA device; elsewhere it is skipped, saying so."""
-    skip = pytest.mark.skipif(not _cuda_ready(), reason='CuPy with a CUDA device is absent')
-    return skip(pytest.mark.gpu(test))
+from helpers import DATA, random_weights
 
 
 def _require_or_skip(what, hint):
@@ -42,13 +22,6 @@ def vgg16_path():
     if not os.path.isfile(path):
         _require_or_skip(path, 'run "python -m chainer_mrf.weights fetch"')
     return path
-
-
-def random_weights(arch, seed=0, scale=0.1):
-    """Random weights with the shapes of ``arch``."""
-    rng = numpy.random.RandomState(seed)
-    return {key: (rng.standard_normal(shape) * scale).astype(numpy.float32)
-            for key, shape in weights_lib.expected_shapes(arch).items()}
 
 
 @pytest.fixture(scope='session')

@@ -18,7 +18,7 @@ from chainer_mrf import caffe
 from chainer_mrf import weights as weights_lib
 from chainer_mrf.protowire import DecodeError, encode_field, encode_message, encode_varint
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT  # noqa: E402
 SCRIPT = os.path.join(ROOT, 'scripts', 'convert_caffemodel.py')
 
 #: caffe.proto's V1LayerParameter.LayerType values of the layer types written here.

@@ -9,9 +9,8 @@ import numpy
 import pytest
 
 from chainer_mrf import image, presets
-from test_synthesis import _content, _style
+from helpers import ROOT, content_card, style_stripes
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'scripts', 'generate.py')
 
 
@@ -19,8 +18,8 @@ SCRIPT = os.path.join(ROOT, 'scripts', 'generate.py')
 def images(tmp_path_factory):
     folder = tmp_path_factory.mktemp('images')
     content, style = str(folder / 'content.png'), str(folder / 'style.jpg')
-    image.save_image(content, _content())
-    image.save_image(style, _style())
+    image.save_image(content, content_card())
+    image.save_image(style, style_stripes())
     return content, style
 
 

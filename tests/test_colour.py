@@ -9,7 +9,7 @@ from chainer.backends import cuda
 
 from chainer_mrf import colour
 from chainer_mrf.image import DSANNO, preprocess
-from conftest import needs_cuda
+from helpers import needs_cuda
 
 # dsanno's util.py matrices, written out here independently of the module's constants.
 BGR_TO_YIQ = numpy.array([[0.114, 0.587, 0.299], [-0.322, -0.274, 0.596],

@@ -6,7 +6,7 @@ import pytest
 from chainer_mrf import colour, image, matching, patches, presets, semantic, synthesis
 from chainer_mrf.synthesis import synthesize
 from chainer_mrf.vgg import VGG
-from test_synthesis import SMALL, _content, _style
+from helpers import SMALL, content_card, style_stripes
 
 
 def _yiq(rgb):
@@ -15,14 +15,14 @@ def _yiq(rgb):
 
 
 def _resized_content(width=64):
-    rgb = _content()
+    rgb = content_card()
     return image.resize_pil(rgb, image.dsanno_size(rgb.shape[1], rgb.shape[0], width))
 
 
 def _run(vgg16_path, content=None, style=None, iterations=8, **options):
     steps = []
-    result = synthesize(_content() if content is None else content,
-                        _style() if style is None else style, iterations=iterations,
+    result = synthesize(content_card() if content is None else content,
+                        style_stripes() if style is None else style, iterations=iterations,
                         model=vgg16_path, callback=steps.append, **{**SMALL, **options})
     return result, steps
 
@@ -84,7 +84,7 @@ def test_luminance_only_output_has_the_contents_chroma_at_every_level(vgg16_path
 
 def test_match_color_histogram_gives_the_style_the_contents_statistics():
     config = presets.get_preset('dsanno').replace(match_color_histogram=True, **SMALL)
-    inputs = synthesis.load_inputs(_content(), [_style(), _style()[::-1]], preset=config)
+    inputs = synthesis.load_inputs(content_card(), [style_stripes(), style_stripes()[::-1]], preset=config)
     prepared = synthesis._prepare_inputs(inputs, config, image.DSANNO)
     content = prepared.content.reshape(3, -1).astype(numpy.float64)
     for style in prepared.styles:
@@ -113,7 +113,7 @@ def test_match_color_histogram_end_to_end(vgg16_path):
 @pytest.mark.parametrize('option', synthesis.COLOUR_OPTIONS)
 @pytest.mark.parametrize('style', ['grey', 'flat'])
 def test_a_grayscale_or_flat_style_gives_no_nan(vgg16_path, option, style):
-    grey = _style().mean(axis=2, keepdims=True).repeat(3, axis=2).astype(numpy.uint8)
+    grey = style_stripes().mean(axis=2, keepdims=True).repeat(3, axis=2).astype(numpy.uint8)
     source = grey if style == 'grey' else numpy.full_like(grey, 128)
     result, steps = _run(vgg16_path, style=source, iterations=2, **{option: True})
     assert all(numpy.isfinite(list(s.losses.values())).all() for s in steps)
@@ -123,7 +123,7 @@ def test_a_grayscale_or_flat_style_gives_no_nan(vgg16_path, option, style):
 @pytest.mark.parametrize('option', synthesis.COLOUR_OPTIONS)
 def test_colour_options_need_a_content_image(option):
     with pytest.raises(ValueError, match='%s needs a content image' % option):
-        synthesize(None, _style(), **{option: True})
+        synthesize(None, style_stripes(), **{option: True})
 
 
 # --- semantic maps --------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def test_a_doodle_starts_from_its_painted_map(vgg16_path, monkeypatch):
 
 def test_a_painted_start_needs_a_content_map():
     with pytest.raises(ValueError, match="initial_image 'map' paints the content map"):
-        synthesis.load_inputs(_content(), _style(), preset=presets.get_preset('dsanno').replace(
+        synthesis.load_inputs(content_card(), style_stripes(), preset=presets.get_preset('dsanno').replace(
             initial_image='map'))
 
 
@@ -312,30 +312,30 @@ def test_map_mistakes_name_the_file(tmp_path):
     image.save_image(content_map, numpy.zeros((72, 96, 3), numpy.uint8))
     image.save_image(style_map, numpy.zeros((80, 80, 3), numpy.uint8))
     with pytest.raises(ValueError, match='content_sem.png.*needs one for the style'):
-        synthesis.load_inputs(_content(), _style(), content_map=content_map)
+        synthesis.load_inputs(content_card(), style_stripes(), content_map=content_map)
     with pytest.raises(ValueError, match='style_sem.png.*needs one for the content'):
-        synthesis.load_inputs(_content(), _style(), style_map=style_map)
+        synthesis.load_inputs(content_card(), style_stripes(), style_map=style_map)
     with pytest.raises(ValueError, match='semantic map .*style_sem.png is 80x80 but the content '
                                          'image is 96x72'):
-        synthesis.load_inputs(_content(), _style(), content_map=style_map, style_map=style_map)
+        synthesis.load_inputs(content_card(), style_stripes(), content_map=style_map, style_map=style_map)
     with pytest.raises(ValueError, match='3 channels.*2 channels'):
-        synthesis.load_inputs(_content(), _style(), content_map=content_map,
+        synthesis.load_inputs(content_card(), style_stripes(), content_map=content_map,
                               style_map=_two_textures()[1])
     with pytest.raises(ValueError, match='1 style maps for 2 style images'):
-        synthesis.load_inputs(_content(), [_style(), _style()], content_map=content_map,
+        synthesis.load_inputs(content_card(), [style_stripes(), style_stripes()], content_map=content_map,
                               style_map=[style_map])
     with pytest.raises(ValueError, match='style map 2 is 40x80'):
-        synthesis.load_inputs(_content(), [_style(), _style()], content_map=content_map,
+        synthesis.load_inputs(content_card(), [style_stripes(), style_stripes()], content_map=content_map,
                               style_map=[style_map, numpy.zeros((80, 40, 3), numpy.uint8)])
     # A doodle: no content image to compare the content map's size with.
-    inputs = synthesis.load_inputs(None, _style(), content_map=content_map, style_map=style_map)
+    inputs = synthesis.load_inputs(None, style_stripes(), content_map=content_map, style_map=style_map)
     assert inputs.content_map.shape == (1, 3, 72, 96)
 
 
 # --- several style images -------------------------------------------------------------------
 
 def test_the_bank_holds_every_style_images_patches(vgg):
-    energy, prepared = _energy(vgg, _content(), [_style(), _content()[:64, :80]])
+    energy, prepared = _energy(vgg, content_card(), [style_stripes(), content_card()[:64, :80]])
     for layer in energy.layers:
         parts = [_style_patches(vgg, style, layer.name) for style in prepared.styles]
         assert layer.bank.size == sum(len(part) for part in parts)
@@ -347,7 +347,7 @@ def test_image_weights_decide_which_style_wins(vgg, monkeypatch):
 
     def share_of_first(image_weights):
         """Per MRF layer, the share of patches matched in the first image."""
-        energy, prepared = _energy(vgg, _content(), [stripes, dots],
+        energy, prepared = _energy(vgg, content_card(), [stripes, dots],
                                    style_image_weights=image_weights)
         found = _matches(energy, prepared.content, monkeypatch)
         firsts = [len(_style_patches(vgg, prepared.styles[0], layer.name))
@@ -368,6 +368,6 @@ def test_several_styles_end_to_end(vgg16_path):
                          style_image_weights=[1.0, 0.8])
     assert result.shape == (48, 64, 3)
     with pytest.raises(ValueError, match='style_image_weights has 1 values for 2 style images'):
-        synthesize(_content(), [stripes, dots], style_image_weights=(1.0,))
+        synthesize(content_card(), [stripes, dots], style_image_weights=(1.0,))
     with pytest.raises(ValueError, match='at least one style image'):
-        synthesize(_content(), [])
+        synthesize(content_card(), [])

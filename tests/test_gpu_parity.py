@@ -13,7 +13,7 @@ from chainer.backends import cuda
 import chainer_mrf
 from chainer_mrf import layers
 from chainer_mrf.vgg import VGG16
-from conftest import needs_cuda
+from helpers import needs_cuda
 
 
 def _input_gradient(function, x, gy):

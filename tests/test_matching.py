@@ -20,7 +20,7 @@ from chainer.backends import cuda
 
 from chainer_mrf import matching
 from chainer_mrf.matching import PatchBank, chunk_size_for, match
-from conftest import needs_cuda
+from helpers import needs_cuda
 
 KERNELS = os.path.dirname(matching.KERNEL_PATH)
 

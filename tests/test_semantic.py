@@ -11,7 +11,7 @@ from chainer_mrf import semantic
 from chainer_mrf.image import resize_bilinear, resize_pil
 from chainer_mrf.matching import PatchBank, match
 from chainer_mrf.patches import extract_patches_array
-from conftest import needs_cuda
+from helpers import needs_cuda
 
 
 def two_regions(height=16, width=16, split=8):

@@ -10,7 +10,7 @@ from chainer.backends import cuda
 from chainer_mrf import image, patches
 from chainer_mrf.style_copies import (crop_box, crop_slices, rotate_bilinear,
                                       style_copies)
-from conftest import needs_cuda
+from helpers import needs_cuda
 
 
 # --- crop_box ----------------------------------------------------------------------------------

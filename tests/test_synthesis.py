@@ -4,32 +4,15 @@ import pytest
 
 from chainer_mrf import image, presets
 from chainer_mrf.synthesis import synthesize
-
-SMALL = dict(width=64, resolution_num=1)
-
-
-def _content():
-    """A 96 x 72 test card: a colour ramp with a dark disc, something VGG sees structure in."""
-    y, x = numpy.mgrid[0:72, 0:96]
-    rgb = numpy.stack([x * 2.5, y * 3.0, 255 - x * 2.0], axis=-1)
-    rgb[(x - 40) ** 2 + (y - 30) ** 2 < 300] = (20, 30, 40)
-    return rgb.clip(0, 255).astype(numpy.uint8)
-
-
-def _style():
-    """Diagonal colour stripes, 80 x 80."""
-    y, x = numpy.mgrid[0:80, 0:80]
-    stripes = ((x + y) // 6) % 3
-    palette = numpy.array([[200, 40, 40], [30, 160, 60], [240, 220, 90]], numpy.uint8)
-    return palette[stripes]
+from helpers import SMALL, content_card, random_weights, style_stripes
 
 
 @pytest.fixture(scope='module')
 def run(vgg16_path):
     def run(iterations=6, content=None, style=None, **options):
         steps = []
-        result = synthesize(_content() if content is None else content,
-                            _style() if style is None else style, iterations=iterations,
+        result = synthesize(content_card() if content is None else content,
+                            style_stripes() if style is None else style, iterations=iterations,
                             model=vgg16_path, callback=steps.append, **{**SMALL, **options})
         return result, steps
     return run
@@ -51,7 +34,7 @@ def test_mrf_energy_falls_and_every_term_is_reported(run):
 
 def test_style_equal_to_content_gives_zero_mrf_energy(run):
     # Every synthesised patch finds itself in the bank: the MRF term starts at zero.
-    _, steps = run(iterations=1, style=_content())
+    _, steps = run(iterations=1, style=content_card())
     assert steps[0].losses['style_3_2'] == pytest.approx(0, abs=1e-3)
     assert steps[0].losses['style_4_2'] == pytest.approx(0, abs=1e-3)
 
@@ -86,25 +69,25 @@ def test_adam_alternative(run):
 def test_user_errors(vgg16_path, options, message):
     device = options.pop('device', -1)
     with pytest.raises(ValueError, match=message):
-        synthesize(_content(), _style(), model=vgg16_path, device=device, iterations=1,
+        synthesize(content_card(), style_stripes(), model=vgg16_path, device=device, iterations=1,
                    **{**SMALL, **options})
 
 
 def test_accepts_paths_and_pil(run, tmp_path):
     from PIL import Image
     path = tmp_path / 'content.png'
-    image.save_image(str(path), _content())
+    image.save_image(str(path), content_card())
     a, _ = run(iterations=1, content=str(path))
-    b, _ = run(iterations=1, content=Image.fromarray(_content()))
+    b, _ = run(iterations=1, content=Image.fromarray(content_card()))
     numpy.testing.assert_array_equal(a, b)
 
 
 def test_preset_object_and_unknown_option(vgg16_path):
     config = presets.get_preset('dsanno').replace(iterations=1, **SMALL)
-    result = synthesize(_content(), _style(), preset=config, model=vgg16_path)
+    result = synthesize(content_card(), style_stripes(), preset=config, model=vgg16_path)
     assert result.shape == (48, 64, 3)
     with pytest.raises(ValueError, match='unknown option style_wieght'):
-        synthesize(_content(), _style(), style_wieght=1.0)
+        synthesize(content_card(), style_stripes(), style_wieght=1.0)
 
 
 # --- the authors' preset and texture synthesis -----------------------------------------------
@@ -124,7 +107,7 @@ def test_cnnmrf_preset_energy_falls(run):
 def test_cnnmrf_style_equal_to_content_gives_zero_mrf_energy(run):
     # Same grids (stride 2, last row and column) on the same features, no rotated copies:
     # every synthesised patch is in the bank.
-    _, steps = run(iterations=1, style=_content(), num_rotation=0, num_scale=0, **CNNMRF_SMALL)
+    _, steps = run(iterations=1, style=content_card(), num_rotation=0, num_scale=0, **CNNMRF_SMALL)
     assert steps[0].losses['style_3_1'] == pytest.approx(0, abs=1e-6)
     assert steps[0].losses['style_4_1'] == pytest.approx(0, abs=1e-6)
 
@@ -140,21 +123,21 @@ def test_cnnmrf_levels_iterations_per_level(run):
 @pytest.mark.parametrize('preset,extra', [('dsanno', {}), ('cnnmrf', {'max_size': 96})])
 def test_texture_synthesis(vgg16_path, preset, extra):
     steps = []
-    texture = synthesize(None, _style(), preset=preset, size=(72, 64), iterations=6,
+    texture = synthesize(None, style_stripes(), preset=preset, size=(72, 64), iterations=6,
                          resolution_num=1, seed=1, model=vgg16_path, callback=steps.append,
                          **extra)
     assert texture.shape == (64, 72, 3)
     assert not any(name.startswith('content') for name in steps[0].losses)
     mrf = [sum(v for k, v in s.losses.items() if k.startswith('style')) for s in steps]
     assert mrf[-1] < mrf[0]
-    again = synthesize(None, _style(), preset=preset, size=(72, 64), iterations=6,
+    again = synthesize(None, style_stripes(), preset=preset, size=(72, 64), iterations=6,
                        resolution_num=1, seed=1, model=vgg16_path, **extra)
     numpy.testing.assert_array_equal(texture, again)
 
 
 def test_texture_default_size_is_the_style_at_full_size(vgg16_path):
     steps = []
-    synthesize(None, _style(), preset='cnnmrf', max_size=64, iterations=1, resolution_num=1,
+    synthesize(None, style_stripes(), preset='cnnmrf', max_size=64, iterations=1, resolution_num=1,
                model=vgg16_path, callback=steps.append)
     # The 80 x 80 style at longer side 64 (the style itself is used at 32, max_size / 2).
     assert steps[0].x.shape == (1, 3, 64, 64)
@@ -162,7 +145,7 @@ def test_texture_default_size_is_the_style_at_full_size(vgg16_path):
 
 def test_initial_image_from_a_file(run, tmp_path):
     path = str(tmp_path / 'start.png')
-    image.save_image(path, _style())
+    image.save_image(path, style_stripes())
     _, steps = run(iterations=1, initial_image=path)
     # Started from the stripes, not the content: the content term is far from zero.
     assert steps[0].losses['content_4_2'] > 1e3
@@ -171,7 +154,6 @@ def test_initial_image_from_a_file(run, tmp_path):
 def test_auto_network_prefers_converted_vgg19(tmp_path, monkeypatch):
     from chainer_mrf import weights as weights_lib
     from chainer_mrf.synthesis import network
-    from conftest import random_weights
     monkeypatch.setenv('CHAINER_MRF_MODELS', str(tmp_path))
     config = presets.get_preset('cnnmrf')
     assert network(config) == ('vgg16', str(tmp_path / 'vgg16.npz'))

@@ -8,7 +8,7 @@ from chainer.functions.connection import convolution_2d
 from chainer_mrf import layers
 from chainer_mrf import weights as weights_lib
 from chainer_mrf.vgg import VGG, VGG16, VGG19
-from conftest import random_weights
+from helpers import random_weights
 
 
 def _correlate_pixel(x, w, b, y, xx):

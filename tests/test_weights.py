@@ -7,9 +7,8 @@ import pytest
 
 from chainer_mrf import protowire
 from chainer_mrf import weights as weights_lib
-from conftest import random_weights
+from helpers import ROOT, random_weights
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_layer_tables():
