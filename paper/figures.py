@@ -13,6 +13,12 @@ the doodle by drawing shapes, the start by painting the doodle with the painting
 (:func:`chainer_mrf.semantic.paint_map`, what a doodle starts from by default, here at the
 doodle's full size so that the sheet can show it); a run names them by their paths there
 (:data:`DRAWN_MAPS`).
+
+This module is not part of the library (``chainer_mrf`` holds the method; this folder, beside
+``scripts/``, the paper's figure set) and is not installed with it: the script and
+``tests/test_figures.py`` import it as ``paper.figures`` from a source checkout. Besides the
+library's public names it uses two of its private helpers, ``chainer_mrf._cli`` (the
+command-line error handling every script shares) and ``chainer_mrf._io`` (atomic writing).
 """
 import dataclasses
 import json
@@ -23,8 +29,7 @@ import typing
 import numpy
 from PIL import Image, ImageDraw, ImageFilter
 
-from chainer_mrf import _cli, _io, image, presets, semantic
-from chainer_mrf.synthesis import synthesize
+from chainer_mrf import _cli, _io, image, presets, semantic, synthesize
 
 
 @dataclasses.dataclass(frozen=True)
