@@ -10,9 +10,8 @@ from PIL import Image
 
 import chainer_mrf
 from chainer_mrf import image
-from test_synthesis import _content, _style
+from helpers import ROOT, content_card, style_stripes
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The figure set is no part of the library: it lies in paper/, beside scripts/, and is imported
 # from the project's root as scripts/reproduce_figures.py does.
 if ROOT not in sys.path:
@@ -26,7 +25,8 @@ def data(tmp_path):
     for path in figures.required_files():
         target = tmp_path / 'data' / path
         target.parent.mkdir(parents=True, exist_ok=True)
-        image.save_image(str(target), _style() if path.startswith('style') else _content())
+        picture = style_stripes() if path.startswith('style') else content_card()
+        image.save_image(str(target), picture)
     return str(tmp_path / 'data')
 
 
