@@ -12,10 +12,10 @@ Each preset runs on the paper's portrait pair (potrait1.jpg / picasso.jpg, from 
 present, else the bundled example) with its own defaults: ``cnnmrf`` at 384 pixels with its nine
 style copies (R = S = 1), ``dsanno`` at width 256. The coarser levels take one step each; at the
 finest, ``--warmup`` steps are left out and ``--steps`` are timed. Each step is split as
-:class:`chainer_mrf.synthesis.Step` reports it: VGG forward, matching, VGG backward, and the rest.
+:mod:`chainer_mrf.profiling` measures it: VGG forward, matching, VGG backward, and the rest.
 
-The floor of a phase is its FLOPs (counted analytically by the library: the convolutions, the
-patch products 2 P S D) over the float32 matrix-product rate measured in the same run; the
+The floor of a phase is its FLOPs (counted by the profiler from the work run: the convolutions,
+the patch products 2 P S D) over the float32 matrix-product rate measured in the same run; the
 efficiency is floor / measured time. The figures are compared with those recorded in
 docs/performance.md.
 """
@@ -46,7 +46,7 @@ def run(preset, device, steps, warmup):
                   flush=True)
 
     chainer_mrf.synthesize(content, style, preset=config, device=device, callback=keep,
-                           iterations=iterations)
+                           iterations=iterations, profile=True)
     return finest, name
 
 

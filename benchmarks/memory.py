@@ -78,7 +78,7 @@ def child(spec):
     steps = []
     start = time.perf_counter()
     chainer_mrf.synthesize(spec['content'], spec['style'], preset=spec['preset'],
-                           callback=steps.append, **options)
+                           callback=steps.append, profile=True, **options)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     finest = [s.seconds for s in steps if s.level == s.levels - 1]

@@ -9,7 +9,9 @@ import os
 import sys
 
 from chainer_mrf import _cli, image, presets
-from chainer_mrf.synthesis import load_inputs, network, synthesize
+from chainer_mrf.inputs import load_inputs
+from chainer_mrf.synthesis import synthesize
+from chainer_mrf.vgg import weights_for
 
 
 def _numbers(kind):
@@ -40,13 +42,13 @@ def _shown(value):
 
 #: (flags, preset field, type, help). dsanno's flags first, then the authors' names.
 _OPTIONS = [
-    (('-t', '--type'), 'arch', str, 'network: vgg16, vgg19 or auto'),
+    (('-t', '--type'), 'arch', str, 'network (auto: VGG19 where converted, else VGG16)'),
     (('-m', '--model'), 'model', str, 'weights file (.npz); default models/<type>.npz'),
     (('--iter', '--num_iter'), 'iterations', _numbers(int),
      'iterations per resolution: one value, or one per level'),
     (('--save_iter',), 'save_iter', int, 'save an image every this many iterations'),
     (('--lr',), 'lr', float, 'L-BFGS step (or Adam alpha)'),
-    (('--optimizer',), 'optimizer', str, 'lbfgs or adam'),
+    (('--optimizer',), 'optimizer', str, 'optimiser of the image'),
     (('--content_weight',), 'content_weight', float, 'content term weight'),
     (('--style_weight', '--mrf_weight'), 'style_weight', _numbers(float),
      'MRF term weight: one value, or one per layer'),
@@ -68,7 +70,7 @@ _OPTIONS = [
      "content, random, map (the content map painted in the style's colours) or an image path"),
     (('--resolution_num', '--num_res'), 'resolution_num', int, 'number of resolutions, 1 to 3'),
     (('--memory_budget',), 'memory_budget', int, 'bytes for the matching scores at once'),
-    (('--bank_dtype',), 'bank_dtype', str, 'float32 or float16 style patch storage'),
+    (('--bank_dtype',), 'bank_dtype', str, 'storage of the style patches'),
     (('--seed',), 'seed', int, 'seed of the random initial image'),
     (('--keep_color',), 'keep_color', bool,
      "keep the content's colours: the MRF term sees luminance only"),
@@ -83,9 +85,9 @@ _OPTIONS = [
 ]
 
 
-def _parser(preset):
+def _parser(preset, prog):
     parser = _cli.ArgumentParser(
-        prog='generate.py',
+        prog=prog,
         description='CNNMRF style transfer and texture synthesis (Li & Wand 2016) with '
                     'chainer-mrf. Without --content it synthesises a texture.')
     parser.add_argument('-c', '--content', help='content image (omit for texture synthesis)')
@@ -108,6 +110,8 @@ def _parser(preset):
         # A switch comes with its --no- form, so that a preset's True can be turned off.
         how = (dict(action=argparse.BooleanOptionalAction) if kind is bool
                else dict(type=kind))
+        if field in presets.CHOICES:
+            how['choices'] = presets.CHOICES[field]
         parser.add_argument(*flags, dest=field, default=default,
                             help='%s (default: %s)' % (text, _shown(default)), **how)
     return parser
@@ -168,22 +172,21 @@ class _Reporter:
         image.save_image(os.path.join(self.out_dir, name), self.last.image())
 
 
-def main(argv=None):
-    """Runs ``generate.py``; returns the exit code."""
+def main(argv=None, prog='generate.py'):
+    """Runs ``generate.py`` (or ``chainer-mrf``, named ``prog`` in messages); returns the exit
+    code."""
     argv = sys.argv[1:] if argv is None else argv
     first = _cli.ArgumentParser(add_help=False)
     first.add_argument('--preset', default='dsanno')
     known, _ = first.parse_known_args(argv)
-    args = _parser(presets.get_preset(known.preset)).parse_args(argv)
+    args = _parser(presets.get_preset(known.preset), prog).parse_args(argv)
     options = {field: getattr(args, field) for _, field, _, _ in _OPTIONS}
     config = presets.get_preset(args.preset).replace(**options)  # checks every value first
     # Loaded and checked here, so that a missing, unreadable or ill-fitting image or map fails
     # before anything is written.
     inputs = load_inputs(args.content, args.style, content_map=args.content_map,
                          style_map=args.style_map, preset=config)
-    if config.initial_image not in presets.START_KEYWORDS:
-        image.load_image(config.initial_image)
-    arch, path = network(config)
+    arch, path = weights_for(config.arch, config.model)
     _outputs(args.out_dir, args.force)
     if inputs.content is not None:
         kind = 'style transfer'
@@ -193,10 +196,7 @@ def main(argv=None):
           flush=True)
     reporter = _Reporter(args.out_dir, config.save_iter)
     try:
-        result = synthesize(inputs.content, inputs.styles, content_map=inputs.content_map,
-                            style_map=(None if inputs.content_map is None
-                                       else inputs.style_maps),
-                            preset=config, device=args.gpu, callback=reporter)
+        result = synthesize(inputs=inputs, preset=config, device=args.gpu, callback=reporter)
     except KeyboardInterrupt:
         if reporter.last is not None:
             reporter.save('out.png')
@@ -211,6 +211,12 @@ def main(argv=None):
     return 0
 
 
+def console():
+    """The ``chainer-mrf`` command (and ``python -m chainer_mrf``): :func:`main` with user
+    mistakes as one ``error:`` line and exit code 2."""
+    sys.exit(_cli.run(lambda argv: main(argv, prog='chainer-mrf')))
+
+
 def reference():
     """The options of ``generate.py`` as a Markdown table, with each preset's default.
 
@@ -223,6 +229,8 @@ def reference():
     for flags, field, _, text in _OPTIONS:
         defaults = ' | '.join('`%s`' % (_shown(getattr(presets.PRESETS[name], field)),)
                               for name in names)
+        if field in presets.CHOICES:
+            text += ': ' + ', '.join('`%s`' % choice for choice in presets.CHOICES[field])
         rows.append('| %s | `%s` | %s | %s |' % (', '.join('`%s`' % f for f in flags), field,
                                                 defaults, text))
     return '\n'.join(rows) + '\n'

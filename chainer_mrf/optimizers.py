@@ -190,3 +190,33 @@ class LBFGS(optimizer.GradientMethod):
         """
         for param in self.target.params():
             param.update_rule.reset(param)
+
+
+OPTIMIZERS = ('lbfgs', 'adam')
+"""The optimisers :func:`create` makes."""
+
+
+def create(name='lbfgs', *, lr=1.0, history_size=10, ys_floor=1e-5, scale_first_step=False):
+    """An optimiser of the image by name.
+
+    Args:
+        name (str): ``'lbfgs'`` (:class:`LBFGS`) or ``'adam'`` (:class:`chainer.optimizers.Adam`
+            with ``alpha=lr``). Default: ``'lbfgs'``.
+        lr (float): the step (Adam's alpha). Default: 1.0.
+        history_size (int): L-BFGS pairs kept. Default: 10.
+        ys_floor (float): L-BFGS's floor of y's in rho. Default: 1e-5.
+        scale_first_step (bool): L-BFGS's first step scaled by min(1, 1 / |g|_1). Default:
+            ``False``.
+
+    Returns:
+        chainer.Optimizer: not yet set up.
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    if name == 'adam':
+        return chainer.optimizers.Adam(alpha=lr)
+    if name != 'lbfgs':
+        raise ValueError('optimizer must be one of %s, got %r' % (', '.join(OPTIMIZERS), name))
+    return LBFGS(lr=lr, history_size=history_size, ys_floor=ys_floor,
+                 scale_first_step=scale_first_step)

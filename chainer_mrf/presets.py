@@ -13,11 +13,28 @@ Examples:
 import dataclasses
 import typing
 
+from chainer_mrf import inputs, losses, matching, mrf, optimizers, pyramid, vgg
+
 #: Layer shorthand of dsanno's command line: ``4_2`` means ``relu4_2``.
 _SHORT_PREFIX = 'relu'
 
 #: The ``initial_image`` values that name a start rather than an image file.
-START_KEYWORDS = ('content', 'random', 'map')
+START_KEYWORDS = inputs.START_KEYWORDS
+
+#: The allowed values of each field that names a strategy, taken from the module that
+#: implements them (so that a new strategy needs no edit here, and none can drift).
+CHOICES = {
+    'arch': vgg.ARCHS,
+    'pooling': vgg.POOLINGS,
+    'preprocessing': tuple(inputs.PREPROCESSINGS),
+    'size_rule': tuple(inputs.SIZE_RULES),
+    'pyramid': tuple(pyramid.PYRAMIDS),
+    'optimizer': optimizers.OPTIMIZERS,
+    'overlap': mrf.OVERLAPS,
+    'tv_variant': losses.TV_VARIANTS,
+    'noise': inputs.NOISES,
+    'bank_dtype': matching.BANK_DTYPES,
+}
 
 
 def layer_name(name):
@@ -230,12 +247,7 @@ class Preset:
         return [self.style_weight] * len(self.style_layers)
 
     def _check(self):
-        choices = {'arch': ('vgg16', 'vgg19', 'auto'), 'pooling': ('max', 'average'),
-                   'preprocessing': ('dsanno', 'cnnmrf'), 'size_rule': ('width', 'max_size'),
-                   'pyramid': ('subsample', 'resize'), 'optimizer': ('lbfgs', 'adam'),
-                   'overlap': ('sum', 'average'), 'tv_variant': ('dsanno', 'cnnmrf'),
-                   'noise': ('uniform', 'normal'), 'bank_dtype': ('float32', 'float16')}
-        for field, allowed in choices.items():
+        for field, allowed in CHOICES.items():
             if getattr(self, field) not in allowed:
                 raise ValueError('%s must be one of %s, got %r'
                                  % (field, ', '.join(allowed), getattr(self, field)))

@@ -5,6 +5,8 @@ backward pass computes input gradients only and skips the weight gradients, a th
 On the CPU, the convolutions and max pooling are :mod:`chainer_mrf.layers`' (about twice as fast
 as Chainer's there, in a fraction of the memory).
 """
+import os
+
 import chainer
 import chainer.functions as F
 
@@ -12,6 +14,36 @@ from chainer_mrf import layers as layers_lib
 from chainer_mrf import weights as weights_lib
 
 POOLINGS = ('max', 'average')
+"""The pooling kinds of :class:`VGG`."""
+
+ARCHS = ('vgg16', 'vgg19', 'auto')
+"""The architectures a configuration may name; ``'auto'`` is VGG19 where its weights were
+converted, else VGG16 (:func:`weights_for`)."""
+
+
+def weights_for(arch='vgg16', model=None):
+    """The architecture and weights file a configuration uses.
+
+    ``arch='auto'`` (the authors' preset) takes VGG19 where ``models/vgg19.npz`` (or the
+    ``model`` file) holds it, else VGG16, as the authors' code runs with either.
+
+    Args:
+        arch (str): one of :data:`ARCHS`. Default: ``'vgg16'``.
+        model (str or os.PathLike or None): a weights file; ``None`` takes
+            ``models/<arch>.npz``. Default: ``None``.
+
+    Returns:
+        tuple: ``(arch, path)``, ``arch`` ``'vgg16'`` or ``'vgg19'``.
+
+    Raises:
+        FileNotFoundError, ValueError: for an explicit ``model`` that is missing or not a
+            weights file (its architecture is read from its array names).
+    """
+    if model is not None:
+        return (weights_lib.file_arch(model) if arch == 'auto' else arch), model
+    if arch == 'auto':
+        arch = 'vgg19' if os.path.isfile(weights_lib.default_path('vgg19')) else 'vgg16'
+    return arch, weights_lib.default_path(arch)
 
 
 class VGG(chainer.Chain):
@@ -129,16 +161,42 @@ class VGG(chainer.Chain):
             >>> VGG16().flops((224, 224), ['relu1_1'])  # doctest: +SKIP
             173408256
         """
+        return sum(2 * 9 * channels * out_channels * height * width
+                   for name, channels, out_channels, height, width in self._walk(shape, layers)
+                   if name.startswith('conv'))
+
+    def shapes(self, shape, layers=('relu4_2',)):
+        """The shapes of the activations ``forward`` returns, without running the network.
+
+        Args:
+            shape (tuple of int): the input's (H, W).
+            layers (iterable of str): the requested layers. Default: ``('relu4_2',)``.
+
+        Returns:
+            dict: ``{name: (C, H, W)}`` for every requested layer.
+
+        Examples:
+            >>> VGG16().shapes((301, 200), ['relu3_1'])  # doctest: +SKIP
+            {'relu3_1': (256, 76, 50)}
+        """
+        wanted = set(layers)
+        return {name: (channels, height, width)
+                for name, _, channels, height, width in self._walk(shape, layers)
+                if name in wanted}
+
+    def _walk(self, shape, layers):
+        """(name, C_in, C_out, H, W) of every layer up to the last of ``layers``, where H and W
+        are the layer's output size (a convolution keeps its input's)."""
         height, width = shape
         last = max((self.layer_names.index(name) for name in layers), default=-1)
-        total = 0
+        channels = 3
         for name in self.layer_names[:last + 1]:
+            previous = channels
             if name.startswith('conv'):
-                out_channels, channels = getattr(self, name + '_W').shape[:2]
-                total += 2 * 9 * channels * out_channels * height * width
+                channels = getattr(self, name + '_W').shape[0]
             elif name.startswith('pool'):
                 height, width = -(-height // 2), -(-width // 2)
-        return total
+            yield name, previous, channels, height, width
 
     def _pool(self, h):
         if self.pooling == 'max':

@@ -38,3 +38,10 @@ def data_dir():
     if not os.path.isdir(DATA):
         pytest.skip('example data %s is absent (it is not part of a user\'s clone)' % DATA)
     return DATA
+
+
+@pytest.fixture(scope='module')
+def vgg(vgg16_path):
+    """The real VGG16, on the CPU."""
+    from chainer_mrf.vgg import VGG
+    return VGG(vgg16_path)

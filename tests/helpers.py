@@ -35,11 +35,23 @@ def style_stripes():
     return palette[index]
 
 
-def random_weights(arch, seed=0, scale=0.1):
-    """Random weights with the shapes of ``arch``."""
+def random_weights(arch, seed=0, scale=0.1, divisor=1):
+    """Random float32 weights with the layers of ``arch``, in a weights file's order.
+
+    Args:
+        arch (str): ``'vgg16'`` or ``'vgg19'``.
+        seed (int): seeds the ``numpy.random.RandomState`` that draws them. Default: 0.
+        scale (float): the values' standard deviation (normal, mean 0). Default: 0.1.
+        divisor (int): divides every channel count but the image's 3, for a small model of the
+            same layout (16: 4 to 32 channels). Default: 1, the real shapes.
+    """
     rng = numpy.random.RandomState(seed)
-    return {key: (rng.standard_normal(shape) * scale).astype(numpy.float32)
-            for key, shape in weights_lib.expected_shapes(arch).items()}
+    weights = {}
+    for key, shape in weights_lib.expected_shapes(arch).items():
+        # (out, in, 3, 3) or (out,): only the first two are channel counts.
+        channels = tuple(n if n == 3 else n // divisor for n in shape[:2])
+        weights[key] = (rng.standard_normal(channels + shape[2:]) * scale).astype(numpy.float32)
+    return weights
 
 
 def _cuda_ready():
@@ -55,3 +67,64 @@ def needs_cuda(test):
     """Marks a test that needs CuPy and a CUDA device; elsewhere it is skipped, saying so."""
     skip = pytest.mark.skipif(not _cuda_ready(), reason='CuPy with a CUDA device is absent')
     return skip(pytest.mark.gpu(test))
+
+
+def short_run(model, content=None, style=None, iterations=8, **options):
+    """A quick dsanno synthesis (:data:`SMALL`) of the test images; returns the result and
+    every :class:`~chainer_mrf.synthesis.Step`."""
+    from chainer_mrf.synthesis import synthesize
+    steps = []
+    result = synthesize(content_card() if content is None else content,
+                        style_stripes() if style is None else style, iterations=iterations,
+                        model=model, callback=steps.append, **{**SMALL, **options})
+    return result, steps
+
+
+RED, GREEN = (220, 40, 40), (40, 200, 60)
+"""The colours of :func:`two_textures`' halves."""
+
+
+def two_textures():
+    """A style whose left half is red stripes and right half green dots, and its label map."""
+    y, x = numpy.mgrid[0:80, 0:80]
+    style = numpy.full((80, 80, 3), 235, numpy.uint8)
+    left = x < 40
+    style[left & ((x + y) // 4 % 2 == 0)] = RED
+    style[~left & ((x // 5 % 2 == 0) & (y // 5 % 2 == 0))] = GREEN
+    labels = numpy.zeros((80, 80, 2), numpy.float32)
+    labels[..., 0], labels[..., 1] = left, ~left
+    return style, labels
+
+
+def level_energy(vgg, content, styles, content_map=None, style_maps=None, preset='dsanno',
+                 **options):
+    """A level's energy as ``synthesize`` builds it (one level, on the CPU), and its inputs."""
+    from chainer_mrf import inputs, presets, synthesis
+    config = presets.get_preset(preset).replace(**{**SMALL, 'max_size': 64, **options})
+    loaded = inputs.load_inputs(content, styles, content_map=content_map, style_map=style_maps,
+                                preset=config)
+    config = inputs.configure(config, loaded)
+    prepared = inputs.prepare(loaded, config)
+    energy = synthesis._Energy(vgg, config, prepared.content, prepared.styles, prepared.shape,
+                               style_maps=prepared.style_maps, content_map=prepared.content_map)
+    return energy, prepared
+
+
+def matches(energy, x, monkeypatch):
+    """Runs one gradient from ``x``; returns, per MRF layer, the queries and the bank indices."""
+    import chainer
+
+    from chainer_mrf import matching, synthesis
+    found = []
+    match = matching.match
+
+    def record(queries, bank, **kwargs):
+        indices, scores = match(queries, bank, **kwargs)
+        found.append((queries.copy(), indices))
+        return indices, scores
+    monkeypatch.setattr(matching, 'match', record)
+    target = chainer.Link()
+    with target.init_scope():
+        target.x = chainer.Parameter(x.copy())
+    synthesis._gradient(energy, target)
+    return found

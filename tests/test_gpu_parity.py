@@ -75,7 +75,7 @@ def test_synthesis_matches_cpu(vgg16_path, preset):
     content = rng.randint(0, 256, (60, 72, 3)).astype(numpy.uint8)
     style = rng.randint(0, 256, (66, 70, 3)).astype(numpy.uint8)
     size = {'width': 72} if preset == 'dsanno' else {'max_size': 72}
-    options = dict(size, iterations=3, resolution_num=1, seed=0, model=vgg16_path)
+    options = dict(size, iterations=3, resolution_num=1, seed=0, model=vgg16_path, profile=True)
     runs = []
     for device in (-1, 0):
         steps = []

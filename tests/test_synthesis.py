@@ -153,15 +153,14 @@ def test_initial_image_from_a_file(run, tmp_path):
 
 def test_auto_network_prefers_converted_vgg19(tmp_path, monkeypatch):
     from chainer_mrf import weights as weights_lib
-    from chainer_mrf.synthesis import network
+    from chainer_mrf.vgg import weights_for
     monkeypatch.setenv('CHAINER_MRF_MODELS', str(tmp_path))
-    config = presets.get_preset('cnnmrf')
-    assert network(config) == ('vgg16', str(tmp_path / 'vgg16.npz'))
+    assert weights_for('auto') == ('vgg16', str(tmp_path / 'vgg16.npz'))
     weights_lib.save_weights(str(tmp_path / 'vgg19.npz'), random_weights('vgg19'), 'vgg19')
-    assert network(config) == ('vgg19', str(tmp_path / 'vgg19.npz'))
-    assert network(config.replace(arch='vgg16')) == ('vgg16', str(tmp_path / 'vgg16.npz'))
+    assert weights_for('auto') == ('vgg19', str(tmp_path / 'vgg19.npz'))
+    assert weights_for('vgg16') == ('vgg16', str(tmp_path / 'vgg16.npz'))
     # An explicit file decides by its contents.
-    assert network(config.replace(model=str(tmp_path / 'vgg19.npz')))[0] == 'vgg19'
+    assert weights_for('auto', str(tmp_path / 'vgg19.npz'))[0] == 'vgg19'
 
 
 def test_steps_keep_their_own_image(run):

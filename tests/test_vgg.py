@@ -138,7 +138,7 @@ def test_gradient_check(random_vgg16_path, pooling):
 # --- errors ----------------------------------------------------------------------------------
 
 def test_missing_weights_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match='chainer_mrf.weights fetch'):
+    with pytest.raises(FileNotFoundError, match='chainer-mrf-weights fetch'):
         VGG16(str(tmp_path / 'none.npz'))
 
 

@@ -1,0 +1,291 @@
+"""The MRF term E_s of CNNMRF (Li & Wand 2016; docs/algorithm.md, "MRF term"), one layer at a time.
+
+Every k x k patch Ψ_i of the synthesised feature map is matched to the style patch with the
+highest normalised cross-correlation and pulled toward it:
+
+    E_s = Σ_i |Ψ_i(x) − Ψ_NN(i)(x_s)|²     (the preset fixes the scale and the overlap rule)
+
+A :class:`MRFTerm` holds everything of one layer and level that does not change from step to
+step: the style bank (the patches of every style image and of its rotated and scaled copies,
+with the semantic map's columns and each image's weight), the grid of synthesised patches, the
+overlap coverage and the content map's columns. :func:`mrf_terms` builds the terms of every
+layer with one network pass per style copy. Calling a term on a feature map extracts the
+patches, matches them (:class:`NearestPatches`), drops the unconfident ones, and returns
+:func:`chainer_mrf.losses.mrf_loss`.
+"""
+import chainer
+import numpy
+from chainer import function_node
+
+from chainer_mrf import losses, matching, patches, semantic, style_copies
+
+OVERLAPS = ('sum', 'average')
+"""How a feature pixel's gradient combines the patches covering it: ``'sum'`` (dsanno: the mean
+squared error through the extraction) or ``'average'`` (the authors: divided by the number of
+patches covering the pixel)."""
+
+
+class NearestPatches(function_node.FunctionNode):
+    """Each query's best bank patch (:func:`chainer_mrf.matching.match`), as a graph node.
+
+    A node of its own so that Chainer's function hooks (a profiler, ``TimerHook``) see the
+    matching; no gradient flows through it: the matched patches are constants of the MRF term.
+
+    Args:
+        bank (matching.PatchBank): the style patches.
+        memory_budget (int): bytes of working memory for the scores. Default:
+            :data:`chainer_mrf.matching.DEFAULT_MEMORY_BUDGET`.
+        cosine (bool): return the cosine as the score (for a confidence threshold). Default:
+            ``False``.
+
+    Shape:
+        input: queries (P, D), D = ``bank.dim``. Outputs: the matched patches (P, D) and their
+        scores (P,).
+    """
+
+    def __init__(self, bank, memory_budget=matching.DEFAULT_MEMORY_BUDGET, cosine=False):
+        self.bank = bank
+        self.memory_budget = memory_budget
+        self.cosine = cosine
+
+    def forward(self, inputs):
+        queries, = inputs
+        indices, scores = matching.match(queries, self.bank, memory_budget=self.memory_budget,
+                                         cosine=self.cosine)
+        return self.bank.take(indices), scores
+
+    def backward(self, indexes, grad_outputs):
+        return None,
+
+
+class MRFTerm:
+    """E_s at one layer and level: ``term(feature)`` is the layer's energy.
+
+    Args:
+        bank (matching.PatchBank): the style patches (with map columns after the features'
+            where semantic maps are used); see :func:`style_bank`.
+        feature_shape (tuple of int): (C, H, W) of the synthesised feature map.
+        layer (str): the layer's name, for messages. Default: ``'relu3_2'``.
+        weight (float): the layer's weight. Default: 0.2 (dsanno).
+        patch_size (int): k. Default: 3.
+        stride (int): grid step of the synthesised patches that are matched and receive a
+            gradient (last row and column always included, :func:`patches.grid_starts`).
+            Default: 1.
+        overlap (str): one of :data:`OVERLAPS`. Default: ``'sum'``.
+        confidence_threshold (float or None): a patch whose best cosine is below this gets no
+            gradient and leaves the coverage count (the authors' rule); ``None`` keeps every
+            patch. Default: ``None``.
+        content_map (array or None): the content's semantic map at this layer's size, scaled
+            by the semantic weight, (1, N, H, W) on the bank's device: its patches are appended
+            to the synthesised ones for the matching. Default: ``None``.
+        memory_budget (int): bytes of working memory for the matching's scores. Default:
+            :data:`chainer_mrf.matching.DEFAULT_MEMORY_BUDGET`.
+
+    Raises:
+        ValueError: the feature map is smaller than a patch, ``overlap`` is unknown, or the
+            bank's patch length does not fit the features (and map).
+
+    Shape:
+        feature (the call's argument): (1, C, H, W). Output: ().
+
+    Examples:
+        >>> bank = style_bank([style_features], patch_size=3)  # doctest: +SKIP
+        >>> term = MRFTerm(bank, (256, 40, 30), weight=0.2)  # doctest: +SKIP
+        >>> term(vgg(x, layers=['relu3_2'])['relu3_2']).backward()  # doctest: +SKIP
+    """
+
+    def __init__(self, bank, feature_shape, *, layer='relu3_2', weight=0.2, patch_size=3, stride=1,
+                 overlap='sum', confidence_threshold=None, content_map=None,
+                 memory_budget=matching.DEFAULT_MEMORY_BUDGET):
+        if overlap not in OVERLAPS:
+            raise ValueError('overlap must be one of %s, got %r' % (', '.join(OVERLAPS), overlap))
+        channels, height, width = feature_shape
+        check_fits((height, width), patch_size, 'synthesised', layer)
+        self.bank = bank
+        self.weight = weight
+        self.patch_size = patch_size
+        self.grid = dict(rows=patches.grid_starts(height, patch_size, stride),
+                         cols=patches.grid_starts(width, patch_size, stride))
+        self.confidence_threshold = confidence_threshold
+        self.memory_budget = memory_budget
+        self.dim = channels * patch_size ** 2
+        xp = bank.xp
+        empty = xp.zeros((1, channels, height, width), numpy.float32)
+        self.coverage = self._coverage(empty) if overlap == 'average' else None
+        # With a content map, the queries are the synthesised patches' columns (overwritten at
+        # every step) then the map's (filled once).
+        self.queries = (None if content_map is None else
+                        patches.extract_patches_array(xp.concatenate([empty, content_map], 1),
+                                                      patch_size, **self.grid))
+        queries_dim = self.dim if self.queries is None else self.queries.shape[1]
+        if bank.dim != queries_dim:
+            raise ValueError('the style bank holds patches of length %d, but the synthesised '
+                             'ones have %d' % (bank.dim, queries_dim))
+
+    @property
+    def patch_count(self):
+        """int: P, the synthesised patches matched at each step."""
+        return len(self.grid['rows']) * len(self.grid['cols'])
+
+    def __call__(self, feature):
+        """The layer's energy for the synthesised feature map ``feature`` (1, C, H, W)."""
+        synthesised = patches.extract_patches(feature, self.patch_size, **self.grid)
+        queries = synthesised.array
+        if self.queries is not None:
+            self.queries[:, :self.dim] = synthesised.array
+            queries = self.queries
+        threshold = self.confidence_threshold
+        matched, scores = NearestPatches(self.bank, self.memory_budget,
+                                         cosine=threshold is not None).apply((queries,))
+        # The map columns steered the matching; the energy compares the features only.
+        matched = matched.array[:, :self.dim]
+        coverage = self.coverage
+        if threshold is not None:
+            keep = scores.array >= threshold
+            if not bool(keep.all()):
+                # The authors' rule: an unconfident patch's target is itself (no gradient), and
+                # it leaves the coverage count.
+                xp = chainer.backend.get_array_module(matched)
+                matched = xp.where(keep[:, None], matched, synthesised.array)
+                if coverage is not None:
+                    coverage = self._coverage(feature, keep)
+        return losses.mrf_loss(synthesised, matched, self.weight, coverage)
+
+    def _coverage(self, feature, keep=None):
+        return losses.patch_coverage(
+            lambda f: patches.extract_patches(f, self.patch_size, **self.grid), feature, keep)
+
+
+def style_bank(features, *, layer='relu3_2', patch_size=3, stride=1, maps=None,
+               semantic_weight=1e4, weights=None, bank_dtype='float32'):
+    """The style patches of one layer: every patch on the sample grid of every feature map.
+
+    Args:
+        features (list of array): the layer's feature map of each style image and copy, (1, C,
+            H_i, W_i) each, on one device.
+        layer (str): the layer's name, for messages. Default: ``'relu3_2'``.
+        patch_size (int): k. Default: 3.
+        stride (int): grid step of the style patches (last row and column always included).
+            Default: 1.
+        maps (list of array or None): the semantic map of each feature map at its size, (1, N,
+            H_i, W_i), appended (scaled by ``semantic_weight``) to the features; ``None`` for
+            none. Default: ``None``.
+        semantic_weight (float): the maps' scale. Default: 1e4.
+        weights (list of float or None): each feature map's factor on its matching scores
+            (:class:`chainer_mrf.matching.PatchBank`); ``None``: all 1. Default: ``None``.
+        bank_dtype (str): one of :data:`chainer_mrf.matching.BANK_DTYPES`. Default:
+            ``'float32'``.
+
+    Returns:
+        matching.PatchBank: the bank, in the order of ``features``.
+
+    Raises:
+        ValueError: a feature map is smaller than a patch.
+    """
+    parts = []
+    for i, feature in enumerate(features):
+        height, width = check_fits(feature.shape[2:], patch_size, 'style', layer)
+        if maps is not None:
+            feature = semantic.append_map(feature, maps[i], semantic_weight)
+        parts.append(patches.extract_patches_array(
+            feature, patch_size, rows=patches.grid_starts(height, patch_size, stride),
+            cols=patches.grid_starts(width, patch_size, stride)))
+    return matching.PatchBank(parts, weights=weights, bank_dtype=numpy.dtype(bank_dtype))
+
+
+def mrf_terms(vgg, styles, feature_shapes, config, *, style_maps=None, content_map=None):
+    """The MRF term of every style layer at one level.
+
+    The network runs once on each style image and each of its copies (rotated and scaled,
+    :func:`chainer_mrf.style_copies.style_copies`); a layer's bank is built as soon as its
+    features are in, and its parts let go.
+
+    Args:
+        vgg (chainer_mrf.vgg.VGG): the network, on the styles' device.
+        styles (list of array): the level's style images, (1, 3, H_i, W_i) each, preprocessed.
+        feature_shapes (dict): (C, H, W) of the synthesised features at each style layer
+            (:meth:`chainer_mrf.vgg.VGG.shapes`).
+        config (chainer_mrf.presets.Preset): the options; the fields read are
+            ``style_layers``, ``style_weight``, ``patch_size``, ``sample_stride``,
+            ``synthesis_stride``, ``overlap``, ``confidence_threshold``, ``num_rotation``,
+            ``num_scale``, ``rotation_step``, ``scale_step``, ``semantic_weight``,
+            ``style_image_weights``, ``bank_dtype`` and ``memory_budget``.
+        style_maps (list or None): the full-size semantic map of each style image, (1, N, h,
+            w) on the device, or ``None``. Default: ``None``.
+        content_map (array or None): the full-size content map, on the device (it is
+            area-averaged to each layer's size). Default: ``None``.
+
+    Returns:
+        list of MRFTerm: one per style layer, in ``config.style_layers`` order.
+
+    Raises:
+        ValueError: a style or synthesised feature map is smaller than a patch.
+    """
+    layers = config.style_layers
+    for name in layers:  # before the style's features are computed, which takes longer
+        check_fits(feature_shapes[name][1:], config.patch_size, 'synthesised', name)
+    features = {name: [] for name in layers}
+    maps = {name: [] for name in layers} if style_maps is not None else None
+    weights = []
+    for index, style in enumerate(styles):
+        copies = _copies(style[0], config)
+        map_copies = None if style_maps is None else _map_copies(style_maps[index],
+                                                                 style.shape[2:], config)
+        for i, copy in enumerate(copies):
+            with chainer.no_backprop_mode(), chainer.using_config('train', False):
+                outputs = vgg(copy[None], layers=layers)
+            for name, feature in outputs.items():
+                features[name].append(feature.array)
+                if maps is not None:
+                    maps[name].append(semantic.downsample_map(map_copies[i],
+                                                              feature.shape[2:]))
+            weights.append(1.0 if config.style_image_weights is None
+                           else config.style_image_weights[index])
+    terms = []
+    for name, weight in zip(layers, config.per_layer_weights()):
+        bank = style_bank(features.pop(name), layer=name, patch_size=config.patch_size,
+                          stride=config.sample_stride,
+                          maps=None if maps is None else maps.pop(name),
+                          semantic_weight=config.semantic_weight, weights=weights,
+                          bank_dtype=config.bank_dtype)
+        layer_map = None
+        if content_map is not None:
+            layer_map = semantic.downsample_map(content_map, feature_shapes[name][1:]) \
+                * numpy.float32(config.semantic_weight)
+        terms.append(MRFTerm(bank, feature_shapes[name], layer=name, weight=weight,
+                             patch_size=config.patch_size, stride=config.synthesis_stride,
+                             overlap=config.overlap,
+                             confidence_threshold=config.confidence_threshold,
+                             content_map=layer_map, memory_budget=config.memory_budget))
+    return terms
+
+
+def _copies(array, config):
+    return style_copies.style_copies(array, config.num_rotation, config.num_scale,
+                                     config.rotation_step, config.scale_step)
+
+
+def _map_copies(style_map, level_shape, config):
+    """The map of each style copy, (1, N, h, w) each."""
+    if config.num_rotation == config.num_scale == 0:
+        # One copy, the style itself: each layer's map is area-averaged straight from the
+        # full-size map, as the content's is.
+        return [style_map]
+    # The copies are rotated and scaled from the level's style image: the map goes through the
+    # same steps from the map at the level's size.
+    level_map = semantic.downsample_map(style_map, level_shape)
+    return [copy[None] for copy in _copies(level_map[0], config)]
+
+
+def check_fits(shape, patch_size, which, layer):
+    """(height, width) of a feature map, after checking that a patch fits in it.
+
+    Raises:
+        ValueError: naming ``which`` image (``'style'`` or ``'synthesised'``) as too small at
+            ``layer``.
+    """
+    height, width = shape
+    if min(height, width) < patch_size:
+        raise ValueError('the %s image is too small: %s is %dx%d, smaller than a %d-pixel '
+                         'patch' % (which, layer, width, height, patch_size))
+    return height, width
