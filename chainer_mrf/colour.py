@@ -1,4 +1,5 @@
-"""dsanno's three colour options (ALGORITHM.md, section 3), as pure functions on images.
+"""dsanno's three colour options, as pure functions on images (``docs/algorithm.md``, "Colour
+options, semantic maps, several style images").
 
 dsanno's ``chainer-neural-style`` offers them in ``run_mrf.py`` and implements them in
 ``src/util.py`` (the formulas), ``src/style_transfer_runner.py`` (``run``: what is done to the

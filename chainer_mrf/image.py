@@ -1,6 +1,7 @@
 """Reading, converting, resizing and writing images as the two reference implementations do.
 
-CNNMRF has two public implementations that prepare images differently (ALGORITHM.md, section 2):
+CNNMRF has two public implementations that prepare images differently (``docs/algorithm.md``,
+"The two presets side by side"):
 
 - **dsanno** (chainer-neural-style, ``src/style_transfer_runner.py``): ``Image.open(path)
   .convert('RGB')``, resized with Pillow's ``Image.BILINEAR`` to a fixed width, then RGB->BGR

@@ -1,7 +1,8 @@
 """The energy terms of CNNMRF as Chainer functions: MRF, content and total variation.
 
 Every term returns a scalar :class:`chainer.Variable`; the total energy is their sum, and one
-``backward()`` gives the image gradient. Two behaviours are reproduced (see ALGORITHM.md, 2):
+``backward()`` gives the image gradient. Two behaviours are reproduced (see ``docs/algorithm.md``,
+"The two presets side by side"):
 
 - dsanno (chainer-neural-style ``neural_style.py``, class ``MRF``, and ``util.py``): per MRF layer
   ``0.2 * mean((Psi(x) - Psi_NN)**2)``, content ``1 * mean((F - F_c)**2)``, total variation

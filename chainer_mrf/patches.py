@@ -22,7 +22,8 @@ import numpy
 
 
 def grid_starts(n, ksize, stride):
-    """The authors' patch grid along one axis, 0-based (ALGORITHM.md 2b).
+    """The authors' patch grid along one axis, 0-based (``docs/algorithm.md``, "The two presets
+    side by side": their style bank and synthesised patches).
 
     Starts ``0, stride, 2*stride, ...`` up to ``n - ksize``, with ``n - ksize`` appended when the
     stride skips it, so the last row and column of the map are always covered.

@@ -1,4 +1,5 @@
-"""Semantic maps (neural-doodle, Champandard 2016; ALGORITHM.md, section 4) for the MRF matching.
+"""Semantic maps (neural-doodle, Champandard 2016) for the MRF matching (``docs/algorithm.md``,
+"Colour options, semantic maps, several style images").
 
 Each image may come with a map of labelled regions of its own size: a colour image (each colour a
 label) or an array of N channels (e.g. one-hot). The map is resized with its image, downsampled

@@ -19,15 +19,17 @@ turns the picture counterclockwise as displayed (row 0 at the top) for a positiv
 ``numpy.rot90``. This module reproduces each step: :func:`crop_box` (``computeBB``),
 :func:`rotate_bilinear` (torch/image ``rotateBilinear``) and :func:`style_copies` (the loops).
 
-Details that differ from a plain reading of the method (ALGORITHM.md, section 2b):
+Details that differ from a plain reading of the method (``docs/algorithm.md``, "Where this
+project departs from the originals, and why"):
 
 - The box is not mirror-symmetric in the angle: for -alpha the construction intersects other
   edges, so boxes for +alpha and -alpha differ by a pixel (384 x 298: columns 14-369 and rows
   24-273 at +7.5 degrees, 15-368 and 25-272 at -7.5 degrees).
 - ``computeBB`` only floors. Where its box leaves the image (wide images at larger angles, tiny
   images), Torch's indexing fails (index 0 or past the end) or wraps a negative index around to
-  the last column. Here the box is clipped to the image instead, as ALGORITHM.md prescribes, which
-  changes nothing wherever the authors' code works; a box that collapses raises ValueError.
+  the last column. Here the box is clipped to the image instead (the same section of
+  ``docs/algorithm.md``), which changes nothing wherever the authors' code works; a box that
+  collapses raises ValueError.
 - The box is centred on (W/2, H/2) in 1-based pixels, the rotation on ((W+1)/2, (H+1)/2):
   half a pixel apart, one reason the margins differ by a pixel.
 - ``torch.pow(1.05, s)`` runs in the default tensor type, single precision, so the factor is
