@@ -39,6 +39,9 @@ import numpy
 NORM_EPS = 1e-8
 """Norms below this are raised to it before dividing (so zero patches give 0, never NaN)."""
 
+BANK_DTYPES = ('float32', 'float16')
+"""The storage types of a :class:`PatchBank` (scores are float32 with either)."""
+
 DEFAULT_MEMORY_BUDGET = 256 * 2 ** 20
 """Bytes for the per-chunk working memory of :func:`match` (256 MiB)."""
 
@@ -59,30 +62,40 @@ class PatchBank:
         patches (array or sequence of arrays): style patch vectors, NumPy or CuPy, e.g. from
             :func:`chainer_mrf.patches.extract_patches_array`; a sequence (one array per style
             copy) is concatenated in order. Converted to float32.
+        weights (sequence of float or None): one factor per part of ``patches`` (per array of
+            a sequence) multiplying the scores of that part's entries: :func:`match` ranks
+            ``weight * <q, s_j> / |s_j|``, so a part weighted below 1 is chosen less often.
+            The stored patches (the matched targets) are not scaled. ``None`` weighs every
+            part 1. Default: ``None``.
         bank_dtype (dtype): ``numpy.float32``, or ``numpy.float16`` to store the bank at half
             the memory (the norms are taken before rounding; the matched targets of
             :meth:`take` are then the float16-rounded patches). Default: ``numpy.float32``.
         eps (float): the norm floor, > 0. Default: :data:`NORM_EPS`.
 
     Raises:
-        ValueError: if the patches are empty, not 2-D or of different lengths, or
-            ``bank_dtype`` or ``eps`` is invalid.
+        ValueError: if the patches are empty, not 2-D or of different lengths, ``weights``
+            has not one positive finite value per part, or ``bank_dtype`` or ``eps`` is
+            invalid.
 
     Shape:
         patches: (S, D), or a sequence of (S_i, D) with S = sum of S_i.
-        ``inverse_norms``: (S,) float32, ``1 / max(|s_j|, eps)``.
+        ``inverse_norms``: (S,) float32, ``weight / max(|s_j|, eps)``.
     """
 
-    def __init__(self, patches, *, bank_dtype=numpy.float32, eps=NORM_EPS):
-        if numpy.dtype(bank_dtype) not in (numpy.float32, numpy.float16):
-            raise ValueError('bank_dtype must be float32 or float16, got %s'
-                             % numpy.dtype(bank_dtype))
+    def __init__(self, patches, *, weights=None, bank_dtype=numpy.float32, eps=NORM_EPS):
+        if numpy.dtype(bank_dtype).name not in BANK_DTYPES:
+            raise ValueError('bank_dtype must be one of %s, got %s'
+                             % (', '.join(BANK_DTYPES), numpy.dtype(bank_dtype)))
         if not eps > 0:
             raise ValueError('eps must be > 0, got %r' % (eps,))
         parts = list(patches) if isinstance(patches, (list, tuple)) else [patches]
         if not parts or any(p.ndim != 2 or p.shape[1] != parts[0].shape[1] for p in parts):
             raise ValueError('patches must be a 2-D (S, D) array or a non-empty sequence of '
                              'them, all of the same length D')
+        weights = [1.0] * len(parts) if weights is None else list(weights)
+        if len(weights) != len(parts) or not all(0 < w < numpy.inf for w in weights):
+            raise ValueError('weights must hold one positive finite number per part (%d), got '
+                             '%r' % (len(parts), weights))
         size = sum(p.shape[0] for p in parts)
         if size == 0:
             raise ValueError('the patch bank is empty')
@@ -97,9 +110,12 @@ class PatchBank:
         self._stored_t = xp.empty((parts[0].shape[1], size), dtype=self.bank_dtype)
         self.inverse_norms = xp.empty(size, dtype=numpy.float32)
         start = 0
-        for part in parts:
+        for part, weight in zip(parts, weights):
             part = part.astype(numpy.float32, copy=False)
-            self.inverse_norms[start:start + len(part)] = ops.inverse_norms(part, self.eps)
+            inverse_norms = ops.inverse_norms(part, self.eps)
+            if weight != 1:
+                inverse_norms *= numpy.float32(weight)
+            self.inverse_norms[start:start + len(part)] = inverse_norms
             self._stored_t[:, start:start + len(part)] = part.T
             start += len(part)
 
