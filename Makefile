@@ -30,8 +30,9 @@ $(VENV)/.installed: requirements/$(DEPS).txt setup.py
 
 weights: $(WEIGHTS)
 
+# The chainer-mrf-weights command, run with the venv's Python (its bin/ need not be on PATH).
 $(WEIGHTS): | $(VENV)/.installed
-	$(PY) -m chainer_mrf.weights fetch
+	$(PY) -m chainer_mrf.fetch fetch
 
 test: $(VENV)/.installed $(WEIGHTS)
 	CHAINER_MRF_REQUIRE_WEIGHTS=1 $(PY) -m pytest tests $(PYTEST_ARGS)

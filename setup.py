@@ -22,7 +22,13 @@ setup(
         'test': ['pytest', 'protobuf==3.20.3'],
     },
     scripts=sorted(glob.glob('scripts/*.py')),
+    # `python -m chainer_mrf` is chainer-mrf, and `python -m chainer_mrf.fetch`
+    # chainer-mrf-weights, for a checkout not installed.
+    entry_points={'console_scripts': ['chainer-mrf = chainer_mrf.cli:console',
+                                      'chainer-mrf-weights = chainer_mrf.fetch:console']},
     license='MIT',
+    # CITATION.cff goes into the sdist through MANIFEST.in.
+    license_files=['LICENSE'],
     classifiers=[
         'Programming Language :: Python :: 3.11',
         'Programming Language :: Python :: 3.12',

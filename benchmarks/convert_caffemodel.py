@@ -29,7 +29,6 @@ in the same run (best of ``--repeat``); efficiency = floor / the best warm conve
 figures are compared with those recorded in docs/performance.md (``--record`` keeps them).
 """
 import argparse
-import math
 import os
 import platform
 import resource
@@ -43,90 +42,29 @@ import time
 import numpy
 
 import chainer_mrf  # noqa: F401  (the package's NumPy shims, as everywhere)
-from chainer_mrf import protowire
+from chainer_mrf import caffe
 from chainer_mrf import weights as weights_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, 'scripts', 'convert_caffemodel.py')
 MiB = 1 << 20
 
-#: caffe.proto's V1LayerParameter.LayerType values.
-CONVOLUTION, DROPOUT, INNER_PRODUCT, POOLING, RELU, SOFTMAX = 4, 6, 14, 17, 18, 20
 #: Random values generated and written at a time (16 MiB), to keep this process small.
 CHUNK = 1 << 22
 
 
-def _header(number, size):
-    """The key and length of a length-delimited field whose ``size`` bytes follow."""
-    return protowire.encode_varint(number << 3 | protowire.LENGTH) + protowire.encode_varint(size)
-
-
-def _write_layer(f, rng, fields, shapes=()):
-    """Writes one V1 layer (NetParameter field 2) with blobs of random float32 values.
-
-    Args:
-        f: the output file.
-        rng (numpy.random.Generator): the source of values.
-        fields (list): the layer's other ``(number, value)`` fields, see
-            :func:`chainer_mrf.protowire.encode_message`.
-        shapes (sequence of tuple): one blob per shape, written with the legacy 4-d shape
-            left-padded with ones, as the official files have it. Default: none.
-    """
-    blobs = []
-    for shape in shapes:
-        count = math.prod(shape)
-        legacy = (1,) * (4 - len(shape)) + tuple(shape)
-        head = protowire.encode_message(list(zip((1, 2, 3, 4), legacy))) + _header(5, 4 * count)
-        blobs.append((_header(6, len(head) + 4 * count) + head, count))
-    head = protowire.encode_message(fields)
-    f.write(_header(2, len(head) + sum(len(h) + 4 * count for h, count in blobs)) + head)
-    for blob_head, count in blobs:
-        f.write(blob_head)
-        for start in range(0, count, CHUNK):
-            f.write(rng.standard_normal(min(CHUNK, count - start), dtype=numpy.float32)
-                    .astype('<f4', copy=False))
-
-
 def write_synthetic(path, arch='vgg16', seed=0):
-    """Writes a caffemodel laid out as the official VGG ones (see the module docstring).
+    """Writes a caffemodel laid out as the official VGG ones (see the module docstring), with
+    standard normal float32 values, through the library's streaming writer.
 
     Args:
         path (str): the file to write.
         arch (str): ``'vgg16'`` or ``'vgg19'``. Default: ``'vgg16'``.
         seed (int): the random seed. Default: 0.
     """
-    rng = numpy.random.default_rng(seed)
-    layers = weights_lib.conv_layers(arch)
     with open(path, 'wb') as f:
-        f.write(protowire.encode_message([(1, 'VGG_ILSVRC_%s_layers' % arch[3:]), (3, 'data')]
-                                         + [(4, d) for d in (10, 3, 224, 224)]))
-        bottom = 'data'
-        for i, (name, cin, cout) in enumerate(layers):
-            # convolution_param: num_output, pad, kernel_size
-            conv_param = protowire.encode_message([(1, cout), (3, 1), (4, 3)])
-            _write_layer(f, rng, [(2, bottom), (3, name), (4, name), (5, CONVOLUTION),
-                                  (10, conv_param)], [(cout, cin, 3, 3), (cout,)])
-            relu = 'relu' + name[4:]
-            _write_layer(f, rng, [(2, name), (3, name), (4, relu), (5, RELU)])
-            bottom = name
-            block = name.split('_')[0][4:]
-            if i + 1 == len(layers) or not layers[i + 1][0].startswith('conv%s_' % block):
-                # pooling_param: pool MAX (0), kernel_size 2, stride 2
-                pool_param = protowire.encode_message([(1, 0), (2, 2), (3, 2)])
-                _write_layer(f, rng, [(2, name), (3, 'pool' + block), (4, 'pool' + block),
-                                      (5, POOLING), (19, pool_param)])
-                bottom = 'pool' + block
-        inputs = layers[-1][2] * 7 * 7
-        for name, outputs in (('fc6', 4096), ('fc7', 4096), ('fc8', 1000)):
-            _write_layer(f, rng, [(2, bottom), (3, name), (4, name), (5, INNER_PRODUCT),
-                                  (17, protowire.encode_message([(1, outputs)]))],
-                         [(outputs, inputs), (outputs,)])
-            if name != 'fc8':
-                _write_layer(f, rng, [(2, name), (3, name), (4, 'relu' + name[2:]), (5, RELU)])
-                _write_layer(f, rng, [(2, name), (3, name), (4, 'drop' + name[2:]),
-                                      (5, DROPOUT)])
-            bottom, inputs = name, outputs
-        _write_layer(f, rng, [(2, 'fc8'), (3, 'prob'), (4, 'prob'), (5, SOFTMAX)])
+        caffe.write_vgg_caffemodel(f, weights_lib.expected_shapes(arch),
+                                   rng=numpy.random.default_rng(seed), chunk=CHUNK)
 
 
 def resident_fraction(path):

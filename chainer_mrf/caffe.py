@@ -16,11 +16,18 @@ A caffemodel is a serialised ``NetParameter``. The field numbers below are those
 The file is memory-mapped and walked in place: only the convolution blobs are read and copied,
 so the 400 MB fully-connected blob of VGG16's ``fc6`` is skipped without being touched.
 
+The writer (:func:`write_vgg_caffemodel`, :func:`write_layer`, :func:`encode_blob`) makes the
+files that the tests and ``benchmarks/convert_caffemodel.py`` read: both layouts, both blob
+shapes, and the ReLU, pooling, fully-connected, dropout and softmax layers around the
+convolutions (their ``bottom``, ``top`` and parameter fields, so that Chainer's
+``CaffeFunction`` can load them too).
+
 Command line::
 
     scripts/convert_caffemodel.py VGG_ILSVRC_16_layers.caffemodel models/vgg16.npz
     scripts/convert_caffemodel.py VGG_ILSVRC_19_layers.caffemodel models/vgg19.npz --arch vgg19
 """
+import io
 import math
 import mmap
 import os
@@ -32,17 +39,32 @@ import numpy
 from chainer_mrf import _cli, protowire
 from chainer_mrf import weights as weights_lib
 
-_NET_LAYERS_V1, _NET_LAYER = 2, 100
-#: NetParameter fields holding layers, mapped to the layer message's (name, type, blobs) field
-#: numbers and the type value of a convolution.
-_LAYOUTS = {
-    _NET_LAYERS_V1: (4, 5, 6, 4),           # V1LayerParameter, type enum CONVOLUTION
-    _NET_LAYER: (1, 2, 7, 'Convolution'),   # LayerParameter, type string
+#: Field numbers of the two layouts (caffe.proto): the NetParameter field holding the layers,
+#: the layer message's fields, and the field of each kind's parameter message.
+LAYOUTS = {
+    # V1LayerParameter in NetParameter.layers; its type is an enum (V1_TYPES).
+    'v1': {'net': 2, 'name': 4, 'type': 5, 'bottom': 2, 'top': 3, 'blobs': 6,
+           'Convolution': 10, 'InnerProduct': 17, 'Pooling': 19},
+    # LayerParameter in NetParameter.layer; its type is the kind's name.
+    'v2': {'net': 100, 'name': 1, 'type': 2, 'bottom': 3, 'top': 4, 'blobs': 7,
+           'Convolution': 106, 'InnerProduct': 117, 'Pooling': 121},
 }
+#: caffe.proto's V1LayerParameter.LayerType values of the layer kinds that are written here.
+V1_TYPES = {'Convolution': 4, 'Dropout': 6, 'InnerProduct': 14, 'Pooling': 17, 'ReLU': 18,
+            'Softmax': 20}
+_BY_NET_FIELD = {fields['net']: layout for layout, fields in LAYOUTS.items()}
 _V1_V0_LAYER = 1
 _BLOB_LEGACY_SHAPE = (1, 2, 3, 4)  # num, channels, height, width
 _BLOB_DATA, _BLOB_SHAPE, _BLOB_DOUBLE_DATA = 5, 7, 8
 _SHAPE_DIM = 1
+
+
+def _type_value(layout, kind):
+    """A layer kind as ``layout`` stores it: V1's enum value, or the name itself."""
+    if kind not in V1_TYPES:
+        raise ValueError('unknown layer kind %r (expected one of: %s)'
+                         % (kind, ', '.join(sorted(V1_TYPES))))
+    return V1_TYPES[kind] if layout == 'v1' else kind
 
 
 def read_caffemodel(path):
@@ -91,10 +113,11 @@ def _read_net(buf):
     found = {}
     layers = 0
     for number, wire, span in protowire.iter_fields(buf):
-        if number not in _LAYOUTS or wire != protowire.LENGTH:
+        layout = _BY_NET_FIELD.get(number)
+        if layout is None or wire != protowire.LENGTH:
             continue
         layers += 1
-        name, is_conv, blobs = _read_layer(buf, span, number)
+        name, is_conv, blobs = _read_layer(buf, span, layout)
         if not is_conv:
             continue
         if name + '/W' in found:
@@ -107,7 +130,8 @@ def _read_net(buf):
 
 def _read_layer(buf, span, layout):
     """Returns ``(name, is_convolution, blob spans)`` of one layer message."""
-    name_field, type_field, blobs_field, conv_type = _LAYOUTS[layout]
+    fields = LAYOUTS[layout]
+    name_field, type_field, blobs_field = fields['name'], fields['type'], fields['blobs']
     name, kind, blobs = '', None, []
     for number, wire, value in protowire.iter_fields(buf, *span):
         if number == name_field and wire == protowire.LENGTH:
@@ -118,10 +142,10 @@ def _read_layer(buf, span, layout):
             kind = protowire.read_string(buf, value)
         elif number == blobs_field and wire == protowire.LENGTH:
             blobs.append(value)
-        elif layout == _NET_LAYERS_V1 and number == _V1_V0_LAYER:
+        elif layout == 'v1' and number == _V1_V0_LAYER:
             raise ValueError('a V0 model (Caffe before 2014), not supported: upgrade it with '
                              "Caffe's tools/upgrade_net_proto_binary first")
-    return name, kind == conv_type, blobs
+    return name, kind == _type_value(layout, 'Convolution'), blobs
 
 
 def _read_conv(buf, name, blobs):
@@ -230,6 +254,176 @@ def convert_caffemodel(src, dst, arch='vgg16'):
     return found
 
 
+# --- writing (test files and benchmark inputs) --------------------------------------------
+
+#: The outputs of VGG16's and VGG19's fully-connected layers, fc6 to fc8.
+VGG_FC = (4096, 4096, 1000)
+
+
+def _shape(blob):
+    return blob.shape if isinstance(blob, numpy.ndarray) else tuple(blob)
+
+
+def _blob_head(shape, legacy):
+    """A BlobProto's fields before its values: the shape, then the key and length of the packed
+    float data whose ``4 * prod(shape)`` bytes follow."""
+    if legacy:
+        if len(shape) > 4:
+            raise ValueError('a legacy blob shape has 4 dimensions at most, not %s' % (shape,))
+        # Old Caffe left-padded the shape with ones (a bias is 1 x 1 x 1 x out).
+        fields = list(zip(_BLOB_LEGACY_SHAPE, (1,) * (4 - len(shape)) + tuple(shape)))
+    else:
+        fields = [(_BLOB_SHAPE, protowire.encode_message([(_SHAPE_DIM, list(shape))]))]
+    return (protowire.encode_message(fields)
+            + protowire.encode_length_header(_BLOB_DATA, 4 * math.prod(shape)))
+
+
+def encode_blob(array, legacy=False):
+    """A ``BlobProto`` holding ``array`` as float32, as :func:`write_layer` writes it.
+
+    Args:
+        array (numpy.ndarray): the values.
+        legacy (bool): give the shape as the legacy 4-d ``num``, ``channels``, ``height``,
+            ``width`` (left-padded with ones, as old Caffe wrote it) instead of a ``BlobShape``.
+            Default: ``False``.
+
+    Returns:
+        bytes: the encoded message.
+    """
+    array = numpy.ascontiguousarray(array, dtype='<f4')
+    return _blob_head(array.shape, legacy) + array.tobytes()
+
+
+def write_layer(f, layout, name, kind, blobs=(), legacy=None, bottom=None, top=None, param=(),
+                rng=None, chunk=1 << 22):
+    """Writes one layer of a caffemodel (a NetParameter ``layers`` or ``layer`` field).
+
+    The layer's length is computed from the blobs' shapes first, so their values are written
+    as they are drawn: a 400 MB blob never sits in memory.
+
+    Args:
+        f: a binary file (or ``io.BytesIO``) open for writing.
+        layout (str): ``'v1'`` (``V1LayerParameter``, as in the official VGG files) or
+            ``'v2'`` (``LayerParameter``, the current layout).
+        name (str): the layer's name.
+        kind (str): its type, a key of :data:`V1_TYPES` (``'Convolution'``, ``'ReLU'`` ...).
+        blobs (sequence): each a ``numpy`` array (written as float32, with its shape), a shape
+            (a tuple: values drawn from ``rng``), or ``bytes``: an encoded ``BlobProto``
+            written as it is (a malformed one, for a test). Default: none.
+        legacy (bool or None): legacy 4-d blob shapes (see :func:`encode_blob`); ``None``:
+            with ``'v1'`` only, as in the official files. Default: ``None``.
+        bottom (str or None): the input blob's name; ``None`` omits it. Default: ``None``.
+        top (str or None): the output blob's name; ``None`` omits it. Default: ``None``.
+        param (sequence): ``(number, value)`` fields of the kind's parameter message
+            (``convolution_param``, ``inner_product_param`` or ``pooling_param``; see
+            :func:`chainer_mrf.protowire.encode_message`); empty: none. Default: ``()``.
+        rng (numpy.random.Generator or None): draws the values of blobs given as shapes,
+            standard normal float32; ``None`` writes zeros. Default: ``None``.
+        chunk (int): values drawn and written at a time. Default: 4 Mi (16 MiB).
+
+    Raises:
+        ValueError: for an unknown kind, or a legacy shape of more than 4 dimensions.
+    """
+    fields = LAYOUTS[layout]
+    legacy = layout == 'v1' if legacy is None else legacy
+    head = [(fields[key], value) for key, value in (('bottom', bottom), ('top', top))
+            if value is not None]
+    head += [(fields['name'], name), (fields['type'], _type_value(layout, kind))]
+    if param:
+        head.append((fields[kind], protowire.encode_message(param)))
+    head = protowire.encode_message(head)
+    parts = []  # (bytes up to the values, the values: an array, a shape or None, their size)
+    for blob in blobs:
+        if isinstance(blob, bytes):
+            parts.append((protowire.encode_length_header(fields['blobs'], len(blob)) + blob,
+                          None, 0))
+            continue
+        if isinstance(blob, numpy.ndarray):
+            blob = numpy.ascontiguousarray(blob, dtype='<f4')
+        blob_head = _blob_head(_shape(blob), legacy)
+        size = 4 * math.prod(_shape(blob))
+        parts.append((protowire.encode_length_header(fields['blobs'], len(blob_head) + size)
+                      + blob_head, blob, size))
+    f.write(protowire.encode_length_header(
+        fields['net'], len(head) + sum(len(prefix) + size for prefix, _, size in parts)) + head)
+    for prefix, values, _ in parts:
+        f.write(prefix)
+        if isinstance(values, numpy.ndarray):
+            f.write(memoryview(values).cast('B'))
+        elif values is not None:
+            count = math.prod(values)
+            for start in range(0, count, chunk):
+                n = min(chunk, count - start)
+                f.write(numpy.zeros(n, '<f4') if rng is None else
+                        rng.standard_normal(n, dtype=numpy.float32).astype('<f4', copy=False))
+
+
+def encode_layer(layout, name, kind, blobs=(), **options):
+    """The bytes :func:`write_layer` writes for one layer (same arguments), for small layers."""
+    buf = io.BytesIO()
+    write_layer(buf, layout, name, kind, blobs, **options)
+    return buf.getvalue()
+
+
+def write_vgg_caffemodel(f, weights, layout='v1', legacy=None, fc=VGG_FC, rng=None,
+                         chunk=1 << 22):
+    """Writes a caffemodel laid out as the official VGG ones, for tests and benchmarks.
+
+    The net of the VGG deploy files: a header naming the input (10 x 3 x 224 x 224); each
+    convolution (3x3, pad 1) followed by its ReLU, and a max pooling (2x2, stride 2) after each
+    block; the fully-connected layers, the first taking the last block's channels x 7 x 7
+    inputs, each but the last followed by a ReLU and a dropout; a softmax. Every layer names its
+    bottom and top. Blobs are streamed (see :func:`write_layer`): a full-size VGG16 (528 MiB)
+    is written in a few MiB of memory.
+
+    Args:
+        f: a binary file (or ``io.BytesIO``) open for writing.
+        weights (dict): ``'conv1_1/W'``, ``'conv1_1/b'``, ... in forward order (the layers of
+            a weights file, with any channel counts), each an array or a shape whose values
+            ``rng`` draws (``weights.expected_shapes(arch)`` gives the real ones).
+        layout (str): ``'v1'`` or ``'v2'``; see :func:`write_layer`. Default: ``'v1'``.
+        legacy (bool or None): see :func:`write_layer`. Default: ``None`` (legacy shapes with
+            ``'v1'``, as the official files).
+        fc (sequence of int): the outputs of the fully-connected layers ``fc6``, ``fc7`` ...
+            Default: :data:`VGG_FC`.
+        rng (numpy.random.Generator or None): draws the blobs given as shapes and the
+            fully-connected ones, in file order; ``None`` writes zeros. Default: ``None``.
+        chunk (int): see :func:`write_layer`. Default: 4 Mi values.
+    """
+    names = [key[:-2] for key in weights if key.endswith('/W')]
+    write = dict(legacy=legacy, rng=rng, chunk=chunk)
+    # NetParameter: name (VGG_ILSVRC_16_layers counts the convolutions and the fc layers),
+    # input, input_dim.
+    f.write(protowire.encode_message(
+        [(1, 'VGG_ILSVRC_%d_layers' % (len(names) + len(fc))), (3, 'data')]
+        + [(4, d) for d in (10, 3, 224, 224)]))
+    bottom = 'data'
+    for i, name in enumerate(names):
+        blobs = [weights[name + '/W'], weights[name + '/b']]
+        # convolution_param: num_output, pad, kernel_size
+        write_layer(f, layout, name, 'Convolution', blobs, bottom=bottom, top=name,
+                    param=[(1, _shape(blobs[0])[0]), (3, 1), (4, 3)], **write)
+        write_layer(f, layout, 'relu' + name[4:], 'ReLU', bottom=name, top=name, **write)
+        bottom = name
+        block = name.split('_')[0][4:]
+        if i + 1 == len(names) or not names[i + 1].startswith('conv%s_' % block):
+            # pooling_param: pool MAX (0), kernel_size 2, stride 2
+            write_layer(f, layout, 'pool' + block, 'Pooling', bottom=name, top='pool' + block,
+                        param=[(1, 0), (2, 2), (3, 2)], **write)
+            bottom = 'pool' + block
+    inputs = _shape(weights[names[-1] + '/W'])[0] * 7 * 7
+    for i, outputs in enumerate(fc):
+        name = 'fc%d' % (6 + i)
+        # inner_product_param: num_output
+        write_layer(f, layout, name, 'InnerProduct', [(outputs, inputs), (outputs,)],
+                    bottom=bottom, top=name, param=[(1, outputs)], **write)
+        if i + 1 < len(fc):
+            write_layer(f, layout, 'relu' + name[2:], 'ReLU', bottom=name, top=name, **write)
+            write_layer(f, layout, 'drop' + name[2:], 'Dropout', bottom=name, top=name, **write)
+        bottom, inputs = name, outputs
+    write_layer(f, layout, 'prob', 'Softmax', bottom=bottom, top='prob', **write)
+
+
 def main(argv=None):
     """``scripts/convert_caffemodel.py IN.caffemodel OUT.npz [--arch vgg16|vgg19] [--force]``.
 
@@ -245,7 +439,7 @@ def main(argv=None):
                     'chainer-mrf weights file (.npz).')
     parser.add_argument('caffemodel', help='input, e.g. VGG_ILSVRC_16_layers.caffemodel')
     parser.add_argument('out', help='output .npz, e.g. models/vgg16.npz')
-    parser.add_argument('--arch', default='vgg16', choices=('vgg16', 'vgg19'),
+    parser.add_argument('--arch', default='vgg16', choices=weights_lib.ARCHS,
                         help='architecture of the caffemodel (default: vgg16)')
     parser.add_argument('--force', action='store_true', help='replace OUT if it exists')
     args = parser.parse_args(argv)

@@ -160,7 +160,13 @@ def encode_field(number, value):
         value = value.astype(value.dtype.newbyteorder('<'), copy=False).tobytes()
     elif isinstance(value, list):
         value = b''.join(encode_varint(v) for v in value)
-    return encode_varint(number << 3 | LENGTH) + encode_varint(len(value)) + bytes(value)
+    return encode_length_header(number, len(value)) + bytes(value)
+
+
+def encode_length_header(number, size):
+    """The key and length of a length-delimited field whose ``size`` bytes the caller writes
+    next: how a large value (a 400 MB blob) is streamed rather than built in memory."""
+    return encode_varint(number << 3 | LENGTH) + encode_varint(size)
 
 
 def encode_message(fields):

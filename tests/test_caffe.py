@@ -1,8 +1,9 @@
-"""Caffemodel reading and conversion, on files written here with protowire's writer.
+"""Caffemodel reading, writing and conversion, on files written with :mod:`chainer_mrf.caffe`'s
+writer (and, for malformed ones, protowire's).
 
 Both layouts (V1 ``layers`` as in the official VGG files, and the current ``layer``), VGG16 and
 VGG19 names, non-convolution layers to skip, Chainer's own CaffeFunction as a referee, the
-errors, and scripts/convert_caffemodel.py run as a user would.
+errors, the writer's streaming, and scripts/convert_caffemodel.py run as a user would.
 """
 import io
 import os
@@ -16,83 +17,24 @@ import pytest
 
 from chainer_mrf import caffe
 from chainer_mrf import weights as weights_lib
-from chainer_mrf.protowire import DecodeError, encode_field, encode_message, encode_varint
+from chainer_mrf.caffe import encode_blob, encode_layer
+from chainer_mrf.protowire import (DecodeError, encode_field, encode_length_header,
+                                   encode_message, encode_varint)
+from helpers import ROOT, random_weights
 
-from helpers import ROOT  # noqa: E402
 SCRIPT = os.path.join(ROOT, 'scripts', 'convert_caffemodel.py')
-
-#: caffe.proto's V1LayerParameter.LayerType values of the layer types written here.
-V1_TYPES = {'Convolution': 4, 'Dropout': 6, 'InnerProduct': 14, 'Pooling': 17, 'ReLU': 18,
-            'Softmax': 20}
-#: Per layout: the NetParameter field holding layers, then the layer's name, type, blobs and
-#: convolution_param field numbers (caffe.proto).
-LAYOUTS = {'v1': (2, 4, 5, 6, 10), 'v2': (100, 1, 2, 7, 106)}
-
-
-# --- writing caffemodels ----------------------------------------------------------------------
-
-def encode_blob(array, legacy):
-    """A BlobProto holding ``array`` (float32) with a legacy 4-d shape, left-padded with ones
-    as old Caffe wrote it, or with a BlobShape."""
-    if legacy:
-        fields = list(zip((1, 2, 3, 4), (1,) * (4 - array.ndim) + array.shape))
-    else:
-        fields = [(7, encode_message([(1, list(array.shape))]))]
-    return encode_message(fields + [(5, array.ravel())])
-
-
-def encode_layer(layout, name, kind, blobs=(), conv_outputs=None):
-    """One NetParameter layer field; ``conv_outputs`` adds the convolution_param (3x3, pad 1)
-    that Chainer's CaffeFunction needs."""
-    net_field, name_field, type_field, blobs_field, conv_field = LAYOUTS[layout]
-    fields = [(name_field, name), (type_field, V1_TYPES[kind] if layout == 'v1' else kind)]
-    fields += [(blobs_field, blob) for blob in blobs]
-    if conv_outputs is not None:
-        fields.append((conv_field, encode_message([(1, conv_outputs), (3, 1), (4, 3)])))
-    return encode_field(net_field, encode_message(fields))
-
-
-def conv_layer(layout, name, weight, bias, legacy):
-    return encode_layer(layout, name, 'Convolution',
-                        [encode_blob(weight, legacy), encode_blob(bias, legacy)], len(bias))
-
-
-def vgg_weights(arch, divisor=1, seed=0):
-    """Random float32 weights of ``arch``, channel counts divided by ``divisor`` (RGB kept)."""
-    rng = numpy.random.default_rng(seed)
-    weights = {}
-    for name, cin, cout in weights_lib.conv_layers(arch):
-        shape = (cout // divisor, cin if cin == 3 else cin // divisor, 3, 3)
-        weights[name + '/W'] = rng.standard_normal(shape, dtype=numpy.float32)
-        weights[name + '/b'] = rng.standard_normal(shape[0], dtype=numpy.float32)
-    return weights
+#: Small fully-connected layers (fc6, fc7, fc8): the reader skips them, whatever their size.
+FC = (8, 8, 4)
 
 
 def vgg_model(weights, layout, legacy=None):
-    """A VGG-like caffemodel holding ``weights`` between ReLU, pooling, fully-connected (with
-    blobs), dropout and softmax layers. ``legacy`` (4-d blob shapes) defaults to the V1 layout,
-    as in the official files."""
-    legacy = layout == 'v1' if legacy is None else legacy
-    rng = numpy.random.default_rng(1)
-    # NetParameter: name, input, input_dim
-    parts = [encode_message([(1, 'VGG_ILSVRC_test'), (3, 'data'), (4, 1), (4, 3), (4, 224),
-                             (4, 224)])]
-    names = [key[:-2] for key in weights if key.endswith('/W')]
-    for i, name in enumerate(names):
-        block, index = name[4:].split('_')
-        parts.append(conv_layer(layout, name, weights[name + '/W'], weights[name + '/b'], legacy))
-        parts.append(encode_layer(layout, 'relu%s_%s' % (block, index), 'ReLU'))
-        if i + 1 == len(names) or not names[i + 1].startswith('conv%s_' % block):
-            parts.append(encode_layer(layout, 'pool' + block, 'Pooling'))
-    for name, shape in (('fc6', (8, 16)), ('fc7', (8, 8))):
-        fc = [rng.standard_normal(shape, dtype=numpy.float32),
-              rng.standard_normal(shape[0], dtype=numpy.float32)]
-        parts.append(encode_layer(layout, name, 'InnerProduct',
-                                  [encode_blob(a, legacy) for a in fc]))
-        parts.append(encode_layer(layout, 'relu' + name[2:], 'ReLU'))
-        parts.append(encode_layer(layout, 'drop' + name[2:], 'Dropout'))
-    parts.append(encode_layer(layout, 'prob', 'Softmax'))
-    return b''.join(parts)
+    """The bytes of a VGG-like caffemodel (:func:`caffe.write_vgg_caffemodel`) holding
+    ``weights`` between ReLU, pooling, fully-connected (random blobs), dropout and softmax
+    layers. ``legacy`` (4-d blob shapes) defaults to the V1 layout, as in the official files."""
+    buf = io.BytesIO()
+    caffe.write_vgg_caffemodel(buf, weights, layout, legacy, fc=FC,
+                               rng=numpy.random.default_rng(1))
+    return buf.getvalue()
 
 
 def write(path, data):
@@ -111,7 +53,7 @@ def assert_same(found, expected):
 @pytest.fixture(scope='module')
 def real_vgg16(tmp_path_factory):
     """A full-size VGG16 caffemodel in the official V1 layout, and its weights."""
-    weights = vgg_weights('vgg16', seed=3)
+    weights = random_weights('vgg16', seed=3)
     path = write(tmp_path_factory.mktemp('caffe') / 'vgg16.caffemodel', vgg_model(weights, 'v1'))
     return path, weights
 
@@ -122,7 +64,7 @@ def real_vgg16(tmp_path_factory):
                                            ('v2', True)])
 @pytest.mark.parametrize('arch', ['vgg16', 'vgg19'])
 def test_reads_every_conv_layer_and_skips_the_others(tmp_path, arch, layout, legacy):
-    weights = vgg_weights(arch, divisor=16)
+    weights = random_weights(arch, divisor=16)
     path = write(tmp_path / 'small.caffemodel', vgg_model(weights, layout, legacy))
     found = caffe.read_caffemodel(path)
     assert len(found) == 2 * len(weights_lib.conv_layers(arch))
@@ -137,12 +79,12 @@ def test_agrees_with_chainer_caffe_function(tmp_path, monkeypatch, layout):
     pytest.importorskip('google.protobuf')
     from chainer.links.caffe import CaffeFunction
 
-    weights = vgg_weights('vgg16', divisor=16, seed=7)
+    weights = random_weights('vgg16', seed=7, divisor=16)
     path = write(tmp_path / 'small.caffemodel', vgg_model(weights, layout))
     reference = CaffeFunction(path)
     found = caffe.read_caffemodel(path)
     assert list(found) == list(weights)
-    assert reference.fc6.W.shape == (8, 16)  # it did read the layers that we skip
+    assert reference.fc6.W.shape == (8, 32 * 7 * 7)  # it did read the layers that we skip
     for name, _, _ in weights_lib.conv_layers('vgg16'):
         link = getattr(reference, name)
         numpy.testing.assert_array_equal(found[name + '/W'], link.W.array, err_msg=name)
@@ -187,13 +129,13 @@ def test_skipped_blobs_are_never_touched(tmp_path):
     # Reading it would map 2 GiB more, far above this process's earlier peak (under 1 GiB).
     size = 2 << 30
     blob = encode_message([(1, 1), (2, 1), (3, 1 << 14), (4, 1 << 14)]) \
-        + encode_varint(5 << 3 | 2) + encode_varint(size)
-    layer = encode_message([(4, 'fc6'), (5, V1_TYPES['InnerProduct'])]) \
-        + encode_varint(6 << 3 | 2) + encode_varint(len(blob) + size) + blob
+        + encode_length_header(5, size)
+    layer = encode_message([(4, 'fc6'), (5, caffe.V1_TYPES['InnerProduct'])]) \
+        + encode_length_header(6, len(blob) + size) + blob
     data, weights = small_model()
     path = tmp_path / 'sparse.caffemodel'
     with open(path, 'wb') as f:
-        f.write(encode_varint(2 << 3 | 2) + encode_varint(len(layer) + size) + layer)
+        f.write(encode_length_header(2, len(layer) + size) + layer)
         f.seek(size, os.SEEK_CUR)
         f.write(data)
     unit = 1 if sys.platform == 'darwin' else 1024  # ru_maxrss is in bytes there, else KiB
@@ -210,6 +152,65 @@ def test_convolution_without_bias(tmp_path):
                 {'conv1_1/W': weight})
 
 
+# --- the writer -----------------------------------------------------------------------------
+
+def test_writer_draws_blobs_given_as_shapes_in_chunks(tmp_path):
+    # Values drawn a few at a time are those drawn at once, in file order; without a generator,
+    # zeros.
+    shapes = {'conv1_1/W': (4, 3, 3, 3), 'conv1_1/b': (4,), 'conv1_2/W': (4, 4, 3, 3),
+              'conv1_2/b': (4,)}
+    buf = io.BytesIO()
+    caffe.write_vgg_caffemodel(buf, shapes, 'v2', fc=FC, rng=numpy.random.default_rng(5), chunk=5)
+    rng = numpy.random.default_rng(5)
+    expected = {key: rng.standard_normal(shape, dtype=numpy.float32)
+                for key, shape in shapes.items()}
+    assert_same(caffe.read_caffemodel(write(tmp_path / 'drawn.caffemodel', buf.getvalue())),
+                expected)
+    buf = io.BytesIO()
+    caffe.write_vgg_caffemodel(buf, shapes, fc=FC)
+    assert_same(caffe.read_caffemodel(write(tmp_path / 'zeros.caffemodel', buf.getvalue())),
+                {key: numpy.zeros(shape, numpy.float32) for key, shape in shapes.items()})
+
+
+@pytest.mark.parametrize('layout', ['v1', 'v2'])
+def test_writer_lays_out_the_vgg_net(layout):
+    # Layer names, kinds, bottoms and tops in file order, read back with protowire.
+    from chainer_mrf import protowire
+
+    data = vgg_model(random_weights('vgg16', divisor=16), layout)
+    fields = caffe.LAYOUTS[layout]
+    layers = []
+    for number, _, span in protowire.iter_fields(data):
+        if number != fields['net']:
+            continue
+        layer = {}
+        for field, _, value in protowire.iter_fields(data, *span):
+            for key in ('name', 'type', 'bottom', 'top'):
+                if field == fields[key]:
+                    layer[key] = value if isinstance(value, int) \
+                        else protowire.read_string(data, value)
+        layers.append(layer)
+    kinds = {value: kind for kind, value in caffe.V1_TYPES.items()}
+    names = [(layer['name'], kinds.get(layer['type'], layer['type'])) for layer in layers]
+    assert names[:5] == [('conv1_1', 'Convolution'), ('relu1_1', 'ReLU'),
+                         ('conv1_2', 'Convolution'), ('relu1_2', 'ReLU'), ('pool1', 'Pooling')]
+    assert names[-9:] == [('pool5', 'Pooling'), ('fc6', 'InnerProduct'), ('relu6', 'ReLU'),
+                          ('drop6', 'Dropout'), ('fc7', 'InnerProduct'), ('relu7', 'ReLU'),
+                          ('drop7', 'Dropout'), ('fc8', 'InnerProduct'), ('prob', 'Softmax')]
+    assert len(names) == 13 * 2 + 5 + 3 + 2 * 2 + 1
+    # Each layer reads the previous one's top; ReLU and dropout work in place.
+    assert layers[0]['bottom'] == 'data'
+    for before, layer in zip(layers, layers[1:]):
+        assert layer['bottom'] == before['top'], layer['name']
+
+
+def test_writer_refuses_what_caffe_cannot_hold():
+    with pytest.raises(ValueError, match="unknown layer kind 'Deconvolution'"):
+        encode_layer('v2', 'up', 'Deconvolution')
+    with pytest.raises(ValueError, match=r'4 dimensions at most, not \(1, 2, 3, 4, 5\)'):
+        encode_layer('v1', 'conv1_1', 'Convolution', [(1, 2, 3, 4, 5)])
+
+
 # --- conversion -----------------------------------------------------------------------------
 
 def test_convert_official_layout_vgg16(tmp_path, real_vgg16):
@@ -222,7 +223,7 @@ def test_convert_official_layout_vgg16(tmp_path, real_vgg16):
 
 
 def test_convert_current_layout_vgg19(tmp_path):
-    weights = vgg_weights('vgg19', seed=4)
+    weights = random_weights('vgg19', seed=4)
     path = write(tmp_path / 'vgg19.caffemodel', vgg_model(weights, 'v2'))
     out = str(tmp_path / 'vgg19.npz')
     assert_same(caffe.convert_caffemodel(path, out, arch='vgg19'), weights)
@@ -244,7 +245,7 @@ def drop_block5(weights):
     ('vgg16', 'vgg16', None, r'conv1_1/W has shape \(4, 3, 3, 3\), expected \(64, 3, 3, 3\)'),
 ])
 def test_convert_checks_the_architecture(tmp_path, arch, model_arch, change, message):
-    weights = vgg_weights(model_arch, divisor=16)
+    weights = random_weights(model_arch, divisor=16)
     weights = change(weights) if change else weights
     path = write(tmp_path / 'model.caffemodel', vgg_model(weights, 'v1'))
     with pytest.raises(ValueError, match=message) as error:
@@ -263,7 +264,7 @@ def test_convert_rejects_unknown_arch_before_reading(tmp_path):
 
 def small_model(layout='v1'):
     """``(caffemodel bytes, weights)`` of a VGG16 with channel counts divided by 16."""
-    weights = vgg_weights('vgg16', divisor=16)
+    weights = random_weights('vgg16', divisor=16)
     return vgg_model(weights, layout), weights
 
 
@@ -328,7 +329,7 @@ def test_random_damage_only_raises_value_errors(tmp_path):
     # Whatever the bytes, the reader returns or raises a ValueError naming the file: never an
     # IndexError, a struct or buffer error. One value per blob, so that most damage hits the
     # structure rather than the floats.
-    tiny = {k: v[(slice(0, 1),) * v.ndim] for k, v in vgg_weights('vgg16', divisor=16).items()}
+    tiny = {k: v[(slice(0, 1),) * v.ndim] for k, v in random_weights('vgg16', divisor=16).items()}
     data = vgg_model(tiny, 'v2')
     rng = numpy.random.default_rng(0)
     path = str(tmp_path / 'damaged.caffemodel')

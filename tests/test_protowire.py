@@ -65,6 +65,9 @@ def test_writer_known_answers():
     assert protowire.encode_field(4, [3, 270, 86942]) == b'\x22\x06\x03\x8e\x02\x9e\xa7\x05'
     assert protowire.encode_field(5, numpy.array([1.5], '>f4')) == b'\x2a\x04\x00\x00\xc0\x3f'
     assert protowire.encode_field(1, protowire.encode_message([(1, 2)])) == b'\x0a\x02\x08\x02'
+    # The header alone, for a value streamed after it: field 6, 300 bytes.
+    assert protowire.encode_length_header(6, 300) == b'\x32\xac\x02'
+    assert protowire.encode_length_header(2, 7) + b'testing' == protowire.encode_field(2, 'testing')
 
 
 def test_packed_reads():
