@@ -1,6 +1,4 @@
 """chainer-mrf: CNNMRF image synthesis (Li & Wand, CVPR 2016) in Chainer."""
-import glob
-
 from setuptools import find_packages, setup
 
 setup(
@@ -21,7 +19,8 @@ setup(
         'gpu': ['cupy-cuda12x>=13'],
         'test': ['pytest', 'protobuf==3.20.3'],
     },
-    scripts=sorted(glob.glob('scripts/*.py')),
+    # reproduce_figures.py is left out: it needs the checkout's paper/ folder beside it.
+    scripts=['scripts/generate.py', 'scripts/convert_caffemodel.py'],
     # `python -m chainer_mrf` is chainer-mrf, and `python -m chainer_mrf.fetch`
     # chainer-mrf-weights, for a checkout not installed.
     entry_points={'console_scripts': ['chainer-mrf = chainer_mrf.cli:console',

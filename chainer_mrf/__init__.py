@@ -8,7 +8,7 @@ import importlib
 from chainer_mrf import _compat  # noqa: F401  (must run before chainer is imported)
 
 # Public name -> module. Imported on first use, so that ``import chainer_mrf`` stays light and
-# ``python -m chainer_mrf.weights`` does not find its own module imported by the package.
+# ``python -m chainer_mrf.fetch`` does not find its own module imported by the package.
 _PUBLIC = {
     'synthesize': 'chainer_mrf.synthesis',
     'get_preset': 'chainer_mrf.presets',

@@ -329,6 +329,11 @@ def cnnmrf_size(width, height, max_size=384):
     return _nonzero(new_width, width, height), _nonzero(new_height, width, height)
 
 
+SIZE_RULES = {'width': dsanno_size, 'max_size': cnnmrf_size}
+"""The sizing rules by name (a preset's ``size_rule``): dsanno's width rule and the authors'
+longer-side rule, each ``rule(width, height, side) -> (new_width, new_height)``."""
+
+
 def resize_pil(rgb, size, resample=Image.Resampling.BILINEAR):
     """Resizes an 8-bit RGB image with Pillow, as dsanno does (``image.resize(size,
     Image.BILINEAR)`` in ``open_and_resize_image``).

@@ -32,10 +32,6 @@ NOISES = ('uniform', 'normal')
 PREPROCESSINGS = {'dsanno': image_lib.DSANNO, 'cnnmrf': image_lib.CNNMRF}
 """The network input spaces of the two originals, by the configuration's ``preprocessing``."""
 
-SIZE_RULES = {'width': image_lib.dsanno_size, 'max_size': image_lib.cnnmrf_size}
-"""The sizing rules, by the configuration's ``size_rule``: each maps (width, height, side) to
-the resized (width, height)."""
-
 #: What :func:`load_inputs` returns: the content (or ``None``) and every style as ``uint8``
 #: RGB arrays, the content map (or ``None``) and one style map per style (or ``None``), each
 #: a float32 (1, N, H, W) map at its image's loaded size, and the start image file's pixels
@@ -45,8 +41,9 @@ Inputs = collections.namedtuple('Inputs', 'content styles content_map style_maps
 #: What :func:`prepare` returns, in the network's space and resized: ``content`` (or ``None``)
 #: and ``styles``, (1, 3, H, W) each, after the colour options; ``chroma``, the content's I
 #: and Q under ``luminance_only`` (else ``None``); the content map and the list of style maps
-#: at their images' sizes (or ``None`` each); ``start``, the full-size start image (or ``None`` for a random one); ``shape``,
-#: the output's (H, W); ``preprocessing``, how to turn an optimised image back into pixels.
+#: at their images' sizes (or ``None`` each); ``start``, the full-size start image (or ``None``
+#: for a random one); ``shape``, the output's (H, W); ``preprocessing``, how to turn an
+#: optimised image back into pixels.
 Prepared = collections.namedtuple(
     'Prepared', 'content styles chroma content_map style_maps start shape preprocessing')
 
@@ -239,7 +236,7 @@ def _source_name(source, default):
 def _resized_shape(shape, side, config):
     """(width, height) of an image of (height, width) ``shape`` under the size rule."""
     height, width = shape
-    return SIZE_RULES[config.size_rule](width, height, side)
+    return image_lib.SIZE_RULES[config.size_rule](width, height, side)
 
 
 def _resize(rgb, size, config):

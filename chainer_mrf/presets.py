@@ -13,7 +13,7 @@ Examples:
 import dataclasses
 import typing
 
-from chainer_mrf import inputs, losses, matching, mrf, optimizers, pyramid, vgg
+from chainer_mrf import image, inputs, losses, matching, mrf, optimizers, pyramid, vgg
 
 #: Layer shorthand of dsanno's command line: ``4_2`` means ``relu4_2``.
 _SHORT_PREFIX = 'relu'
@@ -27,7 +27,7 @@ CHOICES = {
     'arch': vgg.ARCHS,
     'pooling': vgg.POOLINGS,
     'preprocessing': tuple(inputs.PREPROCESSINGS),
-    'size_rule': tuple(inputs.SIZE_RULES),
+    'size_rule': tuple(image.SIZE_RULES),
     'pyramid': tuple(pyramid.PYRAMIDS),
     'optimizer': optimizers.OPTIMIZERS,
     'overlap': mrf.OVERLAPS,

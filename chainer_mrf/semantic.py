@@ -25,8 +25,6 @@ from chainer import backend
 
 from chainer_mrf import image
 
-SIZE_RULES = ('width', 'max_size')
-
 
 def load_map(source):
     """Loads a semantic map.
@@ -156,7 +154,8 @@ def resize_map(semantic_map, size, size_rule='width'):
     if size_rule == 'max_size':
         return image.resize_bilinear(semantic_map, size)
     if size_rule != 'width':
-        raise ValueError('size_rule must be one of %s, got %r' % (SIZE_RULES, size_rule))
+        raise ValueError('size_rule must be one of %s, got %r'
+                         % (', '.join(image.SIZE_RULES), size_rule))
     channels = semantic_map.shape[1]
     levels = numpy.rint(numpy.clip(semantic_map[0], 0, 1) * 255).astype(numpy.uint8)
     # resize_pil takes RGB: pad the channels to a multiple of three with zeros.

@@ -20,7 +20,7 @@ def vgg16_path():
     """The real Caffe VGG16 weights (``make weights``); the test fails in ``make test`` without."""
     path = weights_lib.default_path('vgg16')
     if not os.path.isfile(path):
-        _require_or_skip(path, 'run "python -m chainer_mrf.weights fetch"')
+        _require_or_skip(path, 'run "chainer-mrf-weights fetch" (or make weights)')
     return path
 
 

@@ -41,7 +41,7 @@ def test_crop_box_hand_worked_7x5_minus_7_5():
 
 def test_crop_box_clipped_where_the_authors_box_leaves_the_image():
     # 7x5 at +7.5 deg: Qx = 6.8743, so x_min = floor(7 - 6.8743) = 0, a column Torch cannot
-    # index; ALGORITHM.md clips it to 1.
+    # index; this project clips it to 1 (docs/algorithm.md, "Where this project departs").
     assert crop_box(7, 5, 7.5) == (1, 6, 1, 3)
     # 3x3 at 22.5 deg: x from 0.015 to 2.985, y from 1.166 to 1.834: one row, two columns.
     assert crop_box(3, 3, 22.5) == (1, 2, 1, 1)
