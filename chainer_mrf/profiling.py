@@ -34,7 +34,9 @@ class Profile:
     Attributes:
         seconds (dict): wall time by phase (:data:`PHASES`); they add up to the step's.
         flops (dict): floating-point operations of the dense products by phase
-            (``vgg_forward``, ``matching``, ``vgg_backward``), counted from the work run.
+            (``vgg_forward``, ``matching``, ``vgg_backward``), counted from the network calls
+            and matchings that ran; ``vgg_backward`` is the input gradient of every network
+            call (as much again as its forward), counted when the call returns.
     """
 
     def __init__(self):
@@ -79,7 +81,9 @@ class Profiler:
             profile.seconds['other'] = (time.perf_counter() - start
                                         - sum(profile.seconds.values()))
         finally:
+            # Also after an error inside the network, whose call then never returned.
             self._profile = None
+            self._inside = False
             self._nodes = weakref.WeakSet()
 
     def _start(self):
@@ -92,19 +96,20 @@ class Profiler:
         if flops:
             self._profile.flops[phase] += flops
 
-    def _network_called(self, args, kwargs):
+    def _network_called(self):
         self._inside = True
         self._start()
+
+    def _network_returned(self, args, kwargs):
+        """Charges the call's time and counts its convolutions, once the network has checked
+        its arguments (and returned)."""
+        self._inside = False
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
         x = bound.arguments['x']
         convolutions = x.shape[0] * self.network.flops(x.shape[2:], bound.arguments['layers'])
-        self._profile.flops['vgg_backward'] += convolutions
-        return convolutions
-
-    def _network_returned(self, convolutions):
         self._stop('vgg_forward', convolutions)
-        self._inside = False
+        self._profile.flops['vgg_backward'] += convolutions
 
 
 class _NetworkHook(chainer.LinkHook):
@@ -114,15 +119,14 @@ class _NetworkHook(chainer.LinkHook):
 
     def __init__(self, profiler):
         self.profiler = profiler
-        self.convolutions = 0
 
     def forward_preprocess(self, args):
         if args.link is self.profiler.network:
-            self.convolutions = self.profiler._network_called(args.args, args.kwargs)
+            self.profiler._network_called()
 
     def forward_postprocess(self, args):
         if args.link is self.profiler.network:
-            self.profiler._network_returned(self.convolutions)
+            self.profiler._network_returned(args.args, args.kwargs)
 
 
 class _NodeHook(chainer.FunctionHook):
