@@ -94,8 +94,8 @@ class MRFTerm:
         >>> term(vgg(x, layers=['relu3_2'])['relu3_2']).backward()  # doctest: +SKIP
     """
 
-    def __init__(self, bank, feature_shape, *, layer='relu3_2', weight=0.2, patch_size=3, stride=1,
-                 overlap='sum', confidence_threshold=None, content_map=None,
+    def __init__(self, bank, feature_shape, *, layer='relu3_2', weight=0.2, patch_size=3,
+                 stride=1, overlap='sum', confidence_threshold=None, content_map=None,
                  memory_budget=matching.DEFAULT_MEMORY_BUDGET):
         if overlap not in OVERLAPS:
             raise ValueError('overlap must be one of %s, got %r' % (', '.join(OVERLAPS), overlap))
