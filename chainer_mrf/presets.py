@@ -18,9 +18,6 @@ from chainer_mrf import image, inputs, losses, matching, mrf, optimizers, pyrami
 #: Layer shorthand of dsanno's command line: ``4_2`` means ``relu4_2``.
 _SHORT_PREFIX = 'relu'
 
-#: The ``initial_image`` values that name a start rather than an image file.
-START_KEYWORDS = inputs.START_KEYWORDS
-
 #: The allowed values of each field that names a strategy, taken from the module that
 #: implements them (so that a new strategy needs no edit here, and none can drift).
 CHOICES = {
@@ -305,7 +302,7 @@ class Preset:
             _check_int('seed', self.seed, low=0)
         if not isinstance(self.initial_image, str) or not self.initial_image:
             raise ValueError('initial_image must be %s or an image path'
-                             % ', '.join(START_KEYWORDS))
+                             % ', '.join(inputs.START_KEYWORDS))
 
 
 def _check_int(field, value, low):

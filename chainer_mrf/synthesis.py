@@ -278,9 +278,6 @@ def _network(config, dev):
     """The configuration's VGG on ``dev``, after checking that it has every layer asked for."""
     arch, path = weights_for(config.arch, config.model)
     vgg = VGG(path, arch=arch, pooling=config.pooling)
-    for name in config.content_layers + config.style_layers:
-        if name not in vgg.layer_names:
-            raise ValueError('unknown %s layer %r (valid: %s)'
-                             % (vgg.arch.upper(), name, ', '.join(vgg.layer_names)))
+    vgg.check_layers(config.content_layers + config.style_layers)
     vgg.to_device(dev)
     return vgg

@@ -118,10 +118,7 @@ class VGG(chainer.Chain):
             ValueError: for an unknown layer name or an input of the wrong shape.
         """
         layers = list(layers)
-        unknown = [name for name in layers if name not in self.layer_names]
-        if unknown:
-            raise ValueError('unknown %s layer %s (valid: %s)' % (
-                self.arch.upper(), ', '.join(unknown), ', '.join(self.layer_names)))
+        self.check_layers(layers)
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError('expected an image batch of shape (N, 3, H, W), got %s'
                              % (tuple(x.shape),))
@@ -144,6 +141,17 @@ class VGG(chainer.Chain):
                 out[name] = h
         return out
 
+    def check_layers(self, layers):
+        """Checks that the network has every layer of ``layers``.
+
+        Raises:
+            ValueError: naming the unknown layers and the valid ones.
+        """
+        unknown = [name for name in layers if name not in self.layer_names]
+        if unknown:
+            raise ValueError('unknown %s layer %s (valid: %s)' % (
+                self.arch.upper(), ', '.join(unknown), ', '.join(self.layer_names)))
+
     def flops(self, shape, layers=('relu4_2',)):
         """The floating-point operations of the convolutions ``forward`` runs for ``layers``.
 
@@ -156,6 +164,9 @@ class VGG(chainer.Chain):
 
         Returns:
             int: the count for one image.
+
+        Raises:
+            ValueError: for an unknown layer.
 
         Examples:
             >>> VGG16().flops((224, 224), ['relu1_1'])  # doctest: +SKIP
@@ -175,6 +186,9 @@ class VGG(chainer.Chain):
         Returns:
             dict: ``{name: (C, H, W)}`` for every requested layer.
 
+        Raises:
+            ValueError: for an unknown layer.
+
         Examples:
             >>> VGG16().shapes((301, 200), ['relu3_1'])  # doctest: +SKIP
             {'relu3_1': (256, 76, 50)}
@@ -187,6 +201,7 @@ class VGG(chainer.Chain):
     def _walk(self, shape, layers):
         """(name, C_in, C_out, H, W) of every layer up to the last of ``layers``, where H and W
         are the layer's output size (a convolution keeps its input's)."""
+        self.check_layers(layers)
         height, width = shape
         last = max((self.layer_names.index(name) for name in layers), default=-1)
         channels = 3
