@@ -112,8 +112,6 @@ def level_energy(vgg, content, styles, content_map=None, style_maps=None, preset
 
 def matches(energy, x, monkeypatch):
     """Runs one gradient from ``x``; returns, per MRF layer, the queries and the bank indices."""
-    import chainer
-
     from chainer_mrf import matching, synthesis
     found = []
     match = matching.match
@@ -123,8 +121,27 @@ def matches(energy, x, monkeypatch):
         found.append((queries.copy(), indices))
         return indices, scores
     monkeypatch.setattr(matching, 'match', record)
+    synthesis._gradient(energy, image_link(x))
+    return found
+
+
+def image_link(x):
+    """A link whose one parameter, ``x``, is a copy of the image ``x``, as ``synthesize``
+    optimises it."""
+    import chainer
     target = chainer.Link()
     with target.init_scope():
         target.x = chainer.Parameter(x.copy())
-    synthesis._gradient(energy, target)
-    return found
+    return target
+
+
+def profiled_gradient(energy, x):
+    """One gradient of ``energy`` at the image ``x`` under a profiler; returns its Profile."""
+    import chainer
+
+    from chainer_mrf import synthesis
+    from chainer_mrf.profiling import Profiler
+    target = image_link(x)
+    with Profiler(energy.vgg, chainer.get_device('@numpy')).step() as profile:
+        synthesis._gradient(energy, target)
+    return profile

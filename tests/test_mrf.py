@@ -115,6 +115,12 @@ def _bank(styles, sample_stride=1, weights=None):
 def _check_against_reference(term, feature, styles, recorded, *, sample_stride=1, **reference):
     parts = [_patches(s, sample_stride)[0] for s in styles]
     expected = _reference(feature, parts, **reference)
+    _assert_agrees(term, feature, recorded, expected)
+    return expected
+
+
+def _assert_agrees(term, feature, recorded, expected):
+    """The term's matches, energy and gradient at ``feature`` are the reference's."""
     # A clear winner everywhere, so float32 and float64 agree on the argmax.
     assert expected['margin'].min() > 1e-4
     energy, grad = _run(term, feature)
@@ -122,7 +128,6 @@ def _check_against_reference(term, feature, styles, recorded, *, sample_stride=1
     assert energy == pytest.approx(expected['energy'], rel=2e-5)
     numpy.testing.assert_allclose(grad, expected['grad'], rtol=2e-4,
                                   atol=2e-6 * numpy.abs(expected['grad']).max())
-    return expected
 
 
 # --- known answers -------------------------------------------------------------------------
@@ -335,12 +340,7 @@ def test_content_map_steers_the_matching_and_not_the_energy(recorded, overlap):
     style_columns = _patches(numpy.concatenate([style, labels * strength]), 1)[0]
     expected = _reference(feature, [style_columns], weight=0.4, stride=1, overlap=overlap,
                           extra=map_columns)
-    assert expected['margin'].min() > 1e-4
-    energy, grad = _run(term, feature)
-    numpy.testing.assert_array_equal(recorded[-1], expected['index'])
-    assert energy == pytest.approx(expected['energy'], rel=2e-5)
-    numpy.testing.assert_allclose(grad, expected['grad'], rtol=2e-4,
-                                  atol=2e-6 * numpy.abs(expected['grad']).max())
+    _assert_agrees(term, feature, recorded, expected)
     # The map columns' differences are large: the energy left them out.
     queries = _patches(feature, 1)[0]
     map_part = ((map_columns - style_columns[expected['index'], 36:]) ** 2).sum()
