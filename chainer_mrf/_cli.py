@@ -1,9 +1,78 @@
-"""What every command-line entry point shares: user mistakes become one line and exit code 2."""
+"""What every command-line entry point shares: user mistakes and system errors become one line
+and exit code 2; signals that end a run become one line and exit code 128 + the signal's number.
+"""
 import argparse
+import contextlib
+import signal
 import sys
 
-#: Errors a user can cause (a missing or corrupt file, a bad option): reported, not traced.
-USER_ERRORS = (ValueError, FileNotFoundError, IsADirectoryError, PermissionError)
+#: Errors a user or the system can cause (a missing or corrupt file, a bad option, a full or
+#: read-only disk): reported as one line, not traced.
+USER_ERRORS = (ValueError, OSError)
+
+#: The signals that end a run as Ctrl-C does: a scheduler's time limit or ``timeout`` sends
+#: SIGTERM, a closed terminal or ssh session SIGHUP.
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal of :data:`SIGNALS` arrived; raised where the program was, as Ctrl-C is.
+
+    Attributes:
+        signum (int): the signal's number.
+    """
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise(signum, frame):
+    raise Interrupted(signum)
+
+
+def handle_signals():
+    """Makes each signal of :data:`SIGNALS` raise :class:`Interrupted` in the main thread,
+    except one the parent set to be ignored: under ``nohup`` a hang-up must not end the run."""
+    for signum in SIGNALS:
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, _raise)
+
+
+@contextlib.contextmanager
+def signals_ignored():
+    """Ignores :data:`SIGNALS` inside the block (a last image being saved after one)."""
+    previous = [signal.signal(signum, signal.SIG_IGN) for signum in SIGNALS]
+    try:
+        yield
+    finally:
+        for signum, handler in zip(SIGNALS, previous):
+            signal.signal(signum, handler)
+
+
+def exit_code(interrupt):
+    """128 + the signal's number, as a shell reports a process ended by it (130 for Ctrl-C)."""
+    return 128 + getattr(interrupt, 'signum', signal.SIGINT)
+
+
+def describe(error):
+    """One line for a user error: an ``OSError`` as ``PATH: the system's reason``."""
+    if isinstance(error, OSError) and error.strerror and error.filename is not None:
+        return '%s: %s' % (error.filename, error.strerror)
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    return ' '.join(str(error).split())
+
+
+def say(*args, file=None):
+    """``print`` that outlives its reader: a closed pipe or terminal (``| head``, a hang-up)
+    must not end a run whose products are files, so output to it is dropped from then on."""
+    file = sys.stdout if file is None else file
+    try:
+        print(*args, file=file, flush=True)
+    except OSError:
+        with contextlib.suppress(OSError, ValueError):
+            file.close()
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -15,15 +84,38 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def run(main, argv=None):
-    """Calls ``main(argv)`` and turns a user error into ``error: ...`` on stderr and exit code 2.
+    """Calls ``main(argv)`` with :func:`handle_signals` in force and turns a user or system
+    error into ``error: ...`` on stderr and exit code 2.
 
-    Ctrl-C exits with code 130 and no traceback; ``main``'s return value is the exit code.
+    A signal of :data:`SIGNALS` that ``main`` does not handle exits with code 128 + its number
+    (130 for Ctrl-C) and one line, no traceback; running out of memory is one line and exit
+    code 2. ``main``'s return value is the exit code.
     """
+    handle_signals()
     try:
         return main(argv)
     except USER_ERRORS as e:
-        print('error: %s' % e, file=sys.stderr)
+        say('error: %s' % describe(e), file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print('interrupted', file=sys.stderr)
-        return 130
+    except MemoryError:
+        say('error: out of memory: try a smaller size, fewer style copies or layers, or '
+            'bank_dtype float16', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        say('interrupted', file=sys.stderr)
+        return exit_code(e)
+
+
+def command(prog):
+    """Runs the synthesis command (``chainer-mrf``, ``generate.py``) named ``prog``: the
+    signals are handled before Chainer is imported, so an interrupt while it loads is one
+    line too."""
+    def main(argv):
+        from chainer_mrf import cli
+        return cli.main(argv, prog=prog)
+    return run(main)
+
+
+def console():
+    """The ``chainer-mrf`` command (and ``python -m chainer_mrf``)."""
+    sys.exit(command('chainer-mrf'))

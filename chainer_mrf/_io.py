@@ -10,7 +10,8 @@ def atomic_path(path):
 
     The temporary file lives in the same folder (so the rename is atomic) and keeps the
     extension of ``path`` (so writers that pick a format from it still work). On any error the
-    temporary file is removed and ``path`` is left as it was.
+    temporary file is removed and ``path`` is left as it was; an ``OSError`` that names no file
+    or the temporary one is raised again naming ``path``.
 
     Args:
         path (str or os.PathLike): the file to write.
@@ -22,7 +23,10 @@ def atomic_path(path):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix='.' + base + '.', suffix='.part' + ext, dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix='.' + base + '.', suffix='.part' + ext, dir=folder)
+    except OSError as error:  # it names the temporary file it tried
+        raise OSError(error.errno, error.strerror, path) from None
     os.close(fd)
     try:
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
@@ -33,7 +37,11 @@ def atomic_path(path):
         with open(tmp, 'rb+') as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
+        if isinstance(error, OSError) and error.filename in (None, tmp):
+            # A full disk fails a write, which names no file, or the rename of a file the
+            # caller never named: name the file being written.
+            raise OSError(error.errno, error.strerror or str(error), path) from None
         raise

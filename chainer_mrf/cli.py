@@ -4,13 +4,12 @@ The parser is built from :class:`chainer_mrf.presets.Preset`, so a default shown
 the library's. This module only assembles library objects, prints and writes files.
 """
 import argparse
-import json
 import os
 import sys
 
-from chainer_mrf import _cli, image, presets
+from chainer_mrf import _cli, outputs, presets
 from chainer_mrf.inputs import load_inputs
-from chainer_mrf.synthesis import synthesize
+from chainer_mrf.synthesis import DivergenceError, synthesize
 from chainer_mrf.vgg import weights_for
 
 
@@ -117,64 +116,45 @@ def _parser(preset, prog):
     return parser
 
 
-def _outputs(out_dir, force):
-    """Creates ``out_dir``; refuses to overwrite an earlier run's files without ``force``."""
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ValueError('output path %s exists and is not a folder' % out_dir)
-    os.makedirs(out_dir, exist_ok=True)
-    earlier = sorted(f for f in os.listdir(out_dir)
-                     if f == 'trace.jsonl' or (f.startswith('out') and f.endswith('.png')))
-    if earlier and not force:
-        raise ValueError('%s already holds %s (use --force to overwrite)'
-                         % (out_dir, ', '.join(earlier[:3]) + (' ...' if len(earlier) > 3 else '')))
-
-
 class _Reporter:
-    """Turns each :class:`~chainer_mrf.synthesis.Step` into a progress line, saves and a trace.
+    """Turns each :class:`~chainer_mrf.synthesis.Step` into a progress line, a trace line and
+    the snapshots, in the run's :class:`~chainer_mrf.outputs.RunFolder`.
 
-    The trace is opened at the first step, so a run that fails before it (a bad layer, an image
-    too small) leaves an earlier run's files as they were.
+    The run's files are started at the first step, so a run that fails before it (a bad layer,
+    an image too small) leaves an earlier run's files as they were.
     """
 
-    def __init__(self, out_dir, save_iter):
-        self.out_dir = out_dir
+    def __init__(self, folder, save_iter, settings):
+        self.folder = folder
         self.save_iter = save_iter
-        self.trace = None
+        self.settings = settings
         self.last = None
 
-    def close(self):
-        if self.trace is not None:
-            self.trace.close()
-
     def __call__(self, step):
+        if self.last is None:
+            self.folder.begin(self.settings)
         self.last = step
-        if self.trace is None:
-            self.trace = open(os.path.join(self.out_dir, 'trace.jsonl'), 'w')
         terms = '  '.join('%s %.4g' % item for item in step.losses.items())
-        print('level %d/%d  iter %d (%d)  %s  %.2f s/iter' % (
+        _cli.say('level %d/%d  iter %d (%d)  %s  %.2f s/iter' % (
             step.level + 1, step.levels, step.iteration, step.level_iteration, terms,
-            step.seconds), flush=True)
+            step.seconds))
         record = {'level': step.level, 'iteration': step.iteration,
                   'level_iteration': step.level_iteration, 'seconds': step.seconds}
         record.update(step.losses)
-        self.trace.write(json.dumps(record) + '\n')
-        self.trace.flush()
+        self.folder.record(record)
         if step.iteration % self.save_iter == 0:
-            self.save('out_%04d.png' % step.iteration)
+            self.folder.save('out_%04d.png' % step.iteration, step.image())
             # dsanno's report at each save
-            print('epoch %d done' % step.iteration)
-            print('losses:')
+            _cli.say('epoch %d done' % step.iteration)
+            _cli.say('losses:')
             width = max(len(name) for name in step.losses)
             for name, value in step.losses.items():
-                print('  {0:{width}s}: {1:f}'.format(name, value, width=width))
-
-    def save(self, name):
-        image.save_image(os.path.join(self.out_dir, name), self.last.image())
+                _cli.say('  {0:{width}s}: {1:f}'.format(name, value, width=width))
 
 
 def main(argv=None, prog='generate.py'):
     """Runs ``generate.py`` (or ``chainer-mrf``, named ``prog`` in messages); returns the exit
-    code."""
+    code. Errors are raised for :func:`chainer_mrf._cli.run` to report as one line."""
     argv = sys.argv[1:] if argv is None else argv
     first = _cli.ArgumentParser(add_help=False)
     first.add_argument('--preset', default='dsanno')
@@ -187,34 +167,38 @@ def main(argv=None, prog='generate.py'):
     inputs = load_inputs(args.content, args.style, content_map=args.content_map,
                          style_map=args.style_map, preset=config)
     arch, path = weights_for(config.arch, config.model)
-    _outputs(args.out_dir, args.force)
-    if inputs.content is not None:
-        kind = 'style transfer'
-    else:
-        kind = 'texture synthesis' if inputs.content_map is None else 'neural doodle'
-    print('%s with the %s preset; network %s (%s)' % (kind, config.name, arch.upper(), path),
-          flush=True)
-    reporter = _Reporter(args.out_dir, config.save_iter)
-    try:
-        result = synthesize(inputs=inputs, preset=config, device=args.gpu, callback=reporter)
-    except KeyboardInterrupt:
-        if reporter.last is not None:
-            reporter.save('out.png')
-            print('interrupted at iteration %d; saved %s' % (
-                reporter.last.iteration, os.path.join(args.out_dir, 'out.png')),
-                  file=sys.stderr)
-        raise
-    finally:
-        reporter.close()
-    image.save_image(os.path.join(args.out_dir, 'out.png'), result)
-    print('saved %s' % os.path.join(args.out_dir, 'out.png'))
+    with outputs.RunFolder(args.out_dir, force=args.force) as folder:
+        if inputs.content is not None:
+            kind = 'style transfer'
+        else:
+            kind = 'texture synthesis' if inputs.content_map is None else 'neural doodle'
+        _cli.say('%s with the %s preset; network %s (%s)' % (kind, config.name, arch.upper(),
+                                                            path))
+        settings = outputs.settings(config, command=[prog] + list(argv), content=args.content,
+                                    style=args.style, content_map=args.content_map,
+                                    style_map=args.style_map, gpu=args.gpu)
+        reporter = _Reporter(folder, config.save_iter, settings)
+        final = os.path.join(args.out_dir, 'out.png')
+        try:
+            result = synthesize(inputs=inputs, preset=config, device=args.gpu,
+                                callback=reporter)
+        except DivergenceError as e:
+            if reporter.last is None:
+                folder.begin(settings)  # an earlier run's files go before out.png is written
+            folder.save('out.png', e.image)
+            raise ValueError('%s; the last finite image is saved as %s' % (e, final)) from None
+        except KeyboardInterrupt as e:
+            if reporter.last is None:
+                raise
+            with _cli.signals_ignored():  # a second Ctrl-C must not cut the save short
+                folder.save('out.png', reporter.last.image())
+            _cli.say('interrupted (%s) at iteration %d; saved %s' % (
+                e.args[0] if isinstance(e, _cli.Interrupted) else 'SIGINT',
+                reporter.last.iteration, final), file=sys.stderr)
+            return _cli.exit_code(e)
+        folder.save('out.png', result)
+    _cli.say('saved %s' % final)
     return 0
-
-
-def console():
-    """The ``chainer-mrf`` command (and ``python -m chainer_mrf``): :func:`main` with user
-    mistakes as one ``error:`` line and exit code 2."""
-    sys.exit(_cli.run(lambda argv: main(argv, prog='chainer-mrf')))
 
 
 def reference():

@@ -11,7 +11,11 @@ Examples:
     5
 """
 import dataclasses
+import numbers
+import os
 import typing
+
+import numpy
 
 from chainer_mrf import image, inputs, losses, matching, mrf, optimizers, pyramid, vgg
 
@@ -51,14 +55,16 @@ class Preset:
     holds the authors' ``run_trans.lua`` / ``run_syn.lua``.
 
     Fields that name a strategy say how the two originals differ; the numbers in brackets are
-    the authors' values where they differ from dsanno's.
+    the authors' values where they differ from dsanno's. A number may be given as a NumPy
+    scalar, a tuple as a list or a 1-D array, a path as any ``os.PathLike``; they are stored as
+    Python numbers, tuples and strings.
 
     Args:
         name (str): the preset's name. Default: ``'dsanno'``.
         arch (str): network, ``'vgg16'``, ``'vgg19'`` or ``'auto'`` (VGG19 where its weights
             were converted, else VGG16). Default: ``'vgg16'`` [``'auto'``].
-        model (str or None): weights file; ``None`` takes ``models/<arch>.npz``. Default:
-            ``None``.
+        model (str or os.PathLike or None): weights file; ``None`` takes
+            ``models/<arch>.npz``. Default: ``None``.
         pooling (str): ``'max'`` or ``'average'``. Default: ``'max'``.
         preprocessing (str): ``'dsanno'`` (0-255, mean (104, 117, 124)) or ``'cnnmrf'``
             ([0, 1] x 256, mean (103.939, 116.779, 123.68)). Default: ``'dsanno'``.
@@ -114,19 +120,25 @@ class Preset:
         rotation_step (float): degrees between rotated copies. Default: 7.5.
         scale_step (float): factor between scaled copies. Default: 1.05.
         confidence_threshold (float or None): a synthesised patch whose best cosine similarity
-            is below this gets no MRF gradient; ``None`` keeps every patch. Default: ``None``
-            [0.0].
-        initial_image (str): ``'content'``, ``'random'``, ``'map'`` (the content map painted
-            in the style's colours, region by region: :func:`chainer_mrf.semantic.paint_map`)
-            or the path of an image. Without a content image, ``'content'`` means ``'map'`` for
-            a doodle and ``'random'`` for a texture. Default: ``'content'``.
+            is below this gets no MRF gradient; ``None`` keeps every patch. A cosine lies in
+            [-1, 1], and so must the threshold. Default: ``None`` [0.0].
+        initial_image (str or os.PathLike): ``'content'``, ``'random'``, ``'map'`` (the
+            content map painted in the style's colours, region by region:
+            :func:`chainer_mrf.semantic.paint_map`) or the path of an image. Without a
+            content image, ``'content'`` means ``'map'`` for a doodle and ``'random'`` for a
+            texture. Default: ``'content'``.
         noise (str): the random start: ``'uniform'`` (+-20 around the mean) or ``'normal'``
             (0.001 x standard normal). Default: ``'uniform'`` [``'normal'``].
         memory_budget (int): bytes the patch-matching scores may take at once. Default:
             256 MiB.
+        memory_limit (int or None): the most bytes the synthesis may need at its peak, as
+            :func:`chainer_mrf.memory.estimate` reckons it before anything is allocated; a
+            larger estimate is refused (:class:`chainer_mrf.memory.MemoryRequestError`).
+            ``None`` takes the memory available when the synthesis starts (the GPU's free
+            memory on a GPU); a limit above it runs anyway, on purpose. Default: ``None``.
         bank_dtype (str): storage of the normalised style patches, ``'float32'`` or
             ``'float16'`` (scores are float32 either way). Default: ``'float32'``.
-        seed (int or None): seed of the random start. Default: ``None``.
+        seed (int or None): seed of the random start, 0 to 2**32 - 1. Default: ``None``.
         keep_color (bool): dsanno's ``--keep_color``: at each level the style is replaced by its
             luminance standardised to the content's, and the MRF features of the result are
             taken from its luminance (:func:`chainer_mrf.colour.luminance`), so the MRF term
@@ -190,6 +202,7 @@ class Preset:
     initial_image: str = 'content'
     noise: str = 'uniform'
     memory_budget: int = 256 << 20
+    memory_limit: typing.Optional[int] = None
     bank_dtype: str = 'float32'
     seed: typing.Optional[int] = None
     keep_color: bool = False
@@ -199,23 +212,17 @@ class Preset:
     style_image_weights: typing.Optional[typing.Tuple[float, ...]] = None
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):
+            object.__setattr__(self, field.name, _plain(getattr(self, field.name)))
         for field in ('content_layers', 'style_layers'):
             value = getattr(self, field)
             if isinstance(value, str):
                 value = value.split(',')
             object.__setattr__(self, field, tuple(layer_name(v) for v in value if v.strip()))
-        for field in ('iterations', 'style_weight'):
-            value = getattr(self, field)
-            if isinstance(value, list):
-                object.__setattr__(self, field, tuple(value))
-        if isinstance(self.size, list):
-            object.__setattr__(self, 'size', tuple(self.size))
         weights = self.style_image_weights
         if isinstance(weights, (int, float)) and not isinstance(weights, bool):
-            weights = (weights,)  # the command line parses a single value as a number
-        if isinstance(weights, list):
-            weights = tuple(weights)
-        object.__setattr__(self, 'style_image_weights', weights)
+            # the command line parses a single value as a number
+            object.__setattr__(self, 'style_image_weights', (weights,))
         self._check()
 
     def replace(self, **options):
@@ -281,7 +288,9 @@ class Preset:
             raise ValueError('num_rotation x rotation_step must stay under 45 degrees, got '
                              '%d x %g' % (self.num_rotation, self.rotation_step))
         if self.confidence_threshold is not None:
-            _check_number('confidence_threshold', self.confidence_threshold, low=-1.0)
+            # A cosine lies in [-1, 1]: a threshold above 1 would switch the MRF term off.
+            _check_number('confidence_threshold', self.confidence_threshold, low=-1.0,
+                          high=1.0)
         if self.size is not None:
             if len(self.size) != 2:
                 raise ValueError('size must be (width, height), got %r' % (self.size,))
@@ -299,22 +308,43 @@ class Preset:
             for value in self.style_image_weights:
                 _check_number('style_image_weights', value, positive=True)
         if self.seed is not None:
-            _check_int('seed', self.seed, low=0)
+            _check_int('seed', self.seed, low=0, high=2**32 - 1)  # NumPy's RandomState's range
+        if self.memory_limit is not None:
+            _check_int('memory_limit', self.memory_limit, low=1)
+        if self.model is not None and not (isinstance(self.model, str) and self.model):
+            raise ValueError('model must be None or the path of a weights file, got %r'
+                             % (self.model,))
         if not isinstance(self.initial_image, str) or not self.initial_image:
             raise ValueError('initial_image must be %s or an image path'
                              % ', '.join(inputs.START_KEYWORDS))
 
 
-def _check_int(field, value, low):
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError('%s must be an integer >= %d, got %r' % (field, low, value))
+def _plain(value):
+    """A field's value as the Python value the checks expect: NumPy scalars as Python numbers
+    (``numpy.int64(64)`` is the width 64), sequences and arrays as tuples, paths as strings."""
+    if isinstance(value, (numpy.generic, numpy.ndarray)) and numpy.ndim(value) == 0:
+        return value.item()
+    if isinstance(value, (list, tuple, numpy.ndarray)):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    return value
 
 
-def _check_number(field, value, low=0.0, positive=False):
+def _check_int(field, value, low, high=None):
+    if (not isinstance(value, int) or isinstance(value, bool) or value < low
+            or (high is not None and value > high)):
+        raise ValueError('%s must be an integer %s, got %r' % (
+            field, '>= %d' % low if high is None else 'from %d to %d' % (low, high), value))
+
+
+def _check_number(field, value, low=0.0, positive=False, high=None):
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not (
-            low <= value < float('inf')) or (positive and value == 0):
-        raise ValueError('%s must be a finite number %s %s, got %r'
-                         % (field, '>' if positive else '>=', low, value))
+            low <= value < float('inf')) or (positive and value == 0) or (
+            high is not None and value > high):
+        raise ValueError('%s must be a finite number %s, got %r' % (
+            field, ('%s %s' % ('>' if positive else '>=', low)) if high is None
+            else 'from %s to %s' % (low, high), value))
 
 
 #: The authors' Torch code (chuanli11/CNNMRF, ``run_trans.lua`` test 1 and ``run_syn.lua``).

@@ -10,6 +10,9 @@ the originals comes from the preset's fields (:class:`chainer_mrf.presets.Preset
 """
 import contextlib
 import dataclasses
+import math
+import numbers
+import re
 import time
 import typing
 
@@ -70,6 +73,34 @@ class Step:
         return _rgb(self.x, self.chroma, self.preprocessing)
 
 
+class DivergenceError(ValueError):
+    """The energy or its gradient stopped being finite, so the optimisation cannot go on.
+
+    Raised at the first step whose energy terms or gradient hold an infinity or a NaN, before
+    the optimiser takes that step: usually the step size (``lr``) or a weight is too large for
+    float32. It carries what the run had made so far.
+
+    Attributes:
+        image (numpy.ndarray): the last image whose energy and gradient were finite, RGB
+            ``uint8`` (H, W, 3) at its level's size (the start image if the very first step
+            already failed).
+        level (int): the pyramid level of the failing step, 0 for the coarsest.
+        levels (int): the number of levels in the run.
+        iteration (int): the failing step, counted across levels from 1.
+        level_iteration (int): the failing step, counted within its level from 1.
+        losses (dict): the energy terms at the failing step, as floats (some not finite).
+    """
+
+    def __init__(self, message, *, image, level, levels, iteration, level_iteration, losses):
+        super().__init__(message)
+        self.image = image
+        self.level = level
+        self.levels = levels
+        self.iteration = iteration
+        self.level_iteration = level_iteration
+        self.losses = losses
+
+
 def synthesize(content=None, style=None, *, inputs=None, content_map=None, style_map=None,
                preset='dsanno', device=-1, callback=None, profile=False, **options):
     """Synthesises an image with the MRF of ``style`` (Li & Wand 2016), coarse to fine.
@@ -99,7 +130,8 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
             style image. Maps come on both sides or on neither. Default: ``None``.
         preset (str or presets.Preset): whose defaults to use, ``'dsanno'`` or ``'cnnmrf'``.
             Default: ``'dsanno'``.
-        device (int or str): ``-1`` for the CPU, a GPU id (``0``) or a Chainer device
+        device (int or str or chainer.backend.Device): ``-1``, ``'cpu'`` or ``'@numpy'`` for
+            the CPU; a GPU id (``0``, ``'0'``), ``'gpu'``, ``'cuda:1'`` or a Chainer device
             specifier (``'@cupy:0'``). Default: ``-1``.
         callback (callable or None): called with a :class:`Step` after every optimiser step.
             Default: ``None``.
@@ -120,6 +152,11 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
             option without a content image, ``inputs`` given with images, or maps that do not
             fit (see :func:`chainer_mrf.inputs.load_inputs`).
         FileNotFoundError: for a missing image, map or weights file.
+        chainer_mrf.memory.MemoryRequestError: when the synthesis would need more memory
+            than is available (or than the ``memory_limit`` option), before it allocates.
+        DivergenceError: when an energy term or the gradient stops being finite; it carries
+            the last finite image.
+        TypeError: for a ``callback`` that is not callable.
 
     Examples:
         >>> result = synthesize('photo.jpg', 'painting.jpg', iterations=50)  # doctest: +SKIP
@@ -128,6 +165,9 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
         ...                     style_map='monet_sem.png')  # doctest: +SKIP
     """
     config = presets.get_preset(preset).replace(**options)
+    if callback is not None and not callable(callback):
+        raise TypeError('callback must be callable (it receives each Step), got %r'
+                        % (callback,))
     if inputs is None:
         if style is None:
             raise ValueError('a style image is needed (or loaded inputs)')
@@ -154,6 +194,7 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
     style_maps = (None if prepared.style_maps is None
                   else [dev.send(m) for m in prepared.style_maps])
     x = energy = chroma = None
+    finite = None  # (x, chroma) at the last step whose energy and gradient were finite
     iteration = 0
     for level, (factor, steps) in enumerate(zip(factors, config.per_level(len(factors)))):
         shape = levels.level_shape(prepared.shape, factor)
@@ -184,6 +225,12 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
             start = time.perf_counter()
             with profiler.step() if profiler else contextlib.nullcontext() as profiled:
                 values = _gradient(energy, target)  # its graph is freed before the update
+                if not _finite(values, target.x.grad):
+                    raise _diverged(values, config, finite or (target.x.array, chroma),
+                                    prepared.preprocessing, level, len(factors), iteration + 1,
+                                    level_iteration, started=finite is not None)
+                # The image before the update: what a divergence error hands back.
+                finite = target.x.array.copy(), chroma
                 optimizer.update()
             iteration += 1
             if callback is not None:
@@ -247,9 +294,36 @@ class _Energy:
 def _gradient(energy, target):
     """Sets ``target.x.grad`` to the energy's gradient; returns the terms as floats."""
     target.cleargrads()
-    terms = energy(target.x)
-    sum(terms.values()).backward()
+    # An overflow is no warning's business: the caller's guard stops at a non-finite term.
+    with numpy.errstate(over='ignore', invalid='ignore', divide='ignore'):
+        terms = energy(target.x)
+        sum(terms.values()).backward()
     return {name: float(value.array) for name, value in terms.items()}
+
+
+def _finite(values, grad):
+    """Whether every energy term and the whole gradient are finite."""
+    xp = chainer.backend.get_array_module(grad)
+    return all(math.isfinite(v) for v in values.values()) and bool(xp.isfinite(grad).all())
+
+
+def _diverged(values, config, finite, preprocessing, level, levels, iteration,
+              level_iteration, started):
+    """The :class:`DivergenceError` of a step whose terms or gradient are not finite."""
+    bad = ['%s %s' % (name, value) for name, value in values.items()
+           if not math.isfinite(value)]
+    what = ('the energy is not finite (%s)' % ', '.join(bad) if bad
+            else 'the gradient is not finite')
+    if started:
+        cause = ('the step size (lr %g) is probably too large, or a weight' % config.lr)
+    else:  # no step taken yet: the step size played no part
+        cause = ('a weight (content_weight, style_weight, tv_weight) is probably too large '
+                 'for float32')
+    return DivergenceError(
+        '%s at level %d/%d, step %d (iteration %d): %s' % (
+            what, level + 1, levels, level_iteration, iteration, cause),
+        image=_rgb(*finite, preprocessing), level=level, levels=levels, iteration=iteration,
+        level_iteration=level_iteration, losses=values)
 
 
 def _rgb(x, chroma, preprocessing):
@@ -261,16 +335,40 @@ def _rgb(x, chroma, preprocessing):
     return image_lib.deprocess(x, preprocessing)
 
 
+#: Device names besides Chainer's specifiers: the CPU, and a GPU by CUDA's or PyTorch's name.
+_DEVICE_NAMES = re.compile(r'(?P<cpu>cpu|numpy)|(?:gpu|cuda)(?::(?P<id>\d+))?|(?P<int>-?\d+)')
+
+
+_UNKNOWN_DEVICE = ('unknown device %r: use -1 or "cpu" for the CPU, a GPU id such as 0, or a '
+                   'Chainer specifier such as "@cupy:0"')
+
+
 def _device(spec):
-    """A Chainer device from dsanno's GPU id (negative: the CPU) or a device specifier."""
-    if isinstance(spec, int):
+    """A Chainer device from dsanno's GPU id (negative: the CPU), a name (``'cpu'``,
+    ``'cuda:1'``) or a Chainer device specifier, after running something on it."""
+    if isinstance(spec, str):
+        name = _DEVICE_NAMES.fullmatch(spec.strip().lower())
+        if name and name['cpu']:
+            spec = '@numpy'
+        elif name:
+            spec = int(name['int'] if name['int'] else name['id'] or 0)
+        elif not spec.startswith('@'):
+            raise ValueError(_UNKNOWN_DEVICE % (spec,))
+    elif isinstance(spec, bool) or not isinstance(spec, (numbers.Integral,
+                                                         chainer.backend.Device)):
+        raise ValueError(_UNKNOWN_DEVICE % (spec,))
+    if isinstance(spec, numbers.Integral):
         spec = '@cupy:%d' % spec if spec >= 0 else '@numpy'
     if str(spec).startswith('@cupy') and not chainer.backends.cuda.available:
         raise ValueError('cannot use device %s: CuPy with a working CUDA is not available '
                          '(pip install "chainer-mrf[gpu]")' % spec)
     try:
-        return chainer.get_device(spec)
-    except Exception as e:  # Chainer raises several types for a bad specifier or device
+        device = chainer.get_device(spec)
+        # CuPy imports with no GPU present: only running something tells that the device works.
+        with chainer.using_device(device):
+            device.xp.zeros(1, 'f').sum()
+        return device
+    except Exception as e:  # Chainer and CUDA raise several types for a bad specifier or device
         raise ValueError('cannot use device %s: %s' % (spec, ' '.join(str(e).split()))) from None
 
 

@@ -3,8 +3,9 @@ import os
 
 import pytest
 
+from chainer_mrf import image
 from chainer_mrf import weights as weights_lib
-from helpers import DATA, random_weights
+from helpers import DATA, content_card, random_weights, style_stripes
 
 
 def _require_or_skip(what, hint):
@@ -45,3 +46,13 @@ def vgg(vgg16_path):
     """The real VGG16, on the CPU."""
     from chainer_mrf.vgg import VGG
     return VGG(vgg16_path)
+
+
+@pytest.fixture(scope='session')
+def cli_images(tmp_path_factory):
+    """(content, style) files for the command line: the test card as PNG, the stripes as JPEG."""
+    folder = tmp_path_factory.mktemp('images')
+    content, style = str(folder / 'content.png'), str(folder / 'style.jpg')
+    image.save_image(content, content_card())
+    image.save_image(style, style_stripes())
+    return content, style

@@ -1,6 +1,10 @@
-"""What several test files share: test images, random weights, the example data's path and the
-CUDA marker. Test files import from here, never from each other or from conftest."""
+"""What several test files share: test images, random weights, the example data's path, the
+CUDA marker and the command line. Test files import from here, never from each other or from
+conftest."""
+import json
 import os
+import subprocess
+import sys
 
 import chainer_mrf  # noqa: F401  (installs the NumPy shims before chainer is imported)
 import numpy
@@ -17,6 +21,40 @@ DATA = os.path.join(ROOT, os.pardir, 'shared', 'data', 'cnnmrf')
 
 SMALL = dict(width=64, resolution_num=1)
 """Options of a quick dsanno run on the test images below."""
+
+GENERATE = os.path.join(ROOT, 'scripts', 'generate.py')
+"""The command line's script."""
+
+
+def generate(*args, **kwargs):
+    """Runs ``scripts/generate.py`` with ``args``; returns the finished process (text output)."""
+    return subprocess.run([sys.executable, GENERATE, *map(str, args)], capture_output=True,
+                          text=True, **kwargs)
+
+
+def small_args(images, out_dir, *extra):
+    """generate.py's arguments for a quick run (:data:`SMALL`) of the ``cli_images`` fixture's
+    (content, style) into ``out_dir``."""
+    return ['-c', images[0], '-s', images[1], '-o', str(out_dir), '-w', '64',
+            '--resolution_num', '1', *extra]
+
+
+def assert_one_error(done, message, code=2):
+    """Asserts that a finished command exited with ``code`` and wrote exactly one stderr line,
+    ``error: ...`` containing ``message``."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == code, done.stderr
+    assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], \
+        done.stderr
+
+
+def strict_json_lines(path):
+    """The records of a JSON-lines file, refusing what ``json`` lets through but JSON forbids
+    (NaN, Infinity)."""
+    def refuse(constant):
+        raise AssertionError('%s holds %s, which is not JSON' % (path, constant))
+    with open(path) as f:
+        return [json.loads(line, parse_constant=refuse) for line in f]
 
 
 def content_card():

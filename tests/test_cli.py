@@ -1,46 +1,26 @@
-"""scripts/generate.py as a user runs it: outputs, trace, refusals, errors and Ctrl-C."""
-import json
+"""generate.py as a user runs it: outputs, trace, refusals, errors (faults: test_faults.py)."""
 import os
-import signal
-import subprocess
-import sys
 
 import numpy
 import pytest
 
 from chainer_mrf import image, presets
-from helpers import ROOT, content_card, style_stripes
-
-SCRIPT = os.path.join(ROOT, 'scripts', 'generate.py')
+from helpers import assert_one_error, generate, small_args, strict_json_lines
 
 
-@pytest.fixture(scope='module')
-def images(tmp_path_factory):
-    folder = tmp_path_factory.mktemp('images')
-    content, style = str(folder / 'content.png'), str(folder / 'style.jpg')
-    image.save_image(content, content_card())
-    image.save_image(style, style_stripes())
-    return content, style
-
-
-def _generate(*args, **kwargs):
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
-                          **kwargs)
-
-
-def _small(images, out_dir, *extra):
-    return ['-c', images[0], '-s', images[1], '-o', str(out_dir), '-w', '64',
-            '--resolution_num', '1', *extra]
+@pytest.fixture
+def images(cli_images):
+    return cli_images
 
 
 def test_run_writes_images_trace_and_dsanno_report(images, tmp_path, vgg16_path):
     out = tmp_path / 'out'
-    done = _generate(*_small(images, out, '--iter', '5', '--save_iter', '2', '-m', vgg16_path))
+    done = generate(*small_args(images, out, '--iter', '5', '--save_iter', '2', '-m', vgg16_path))
     assert done.returncode == 0, done.stderr
     assert sorted(os.listdir(out)) == ['out.png', 'out_0002.png', 'out_0004.png',
-                                       'trace.jsonl']
+                                       'settings.json', 'trace.jsonl']
     assert image.load_image(str(out / 'out.png')).shape == (48, 64, 3)
-    records = [json.loads(line) for line in (out / 'trace.jsonl').read_text().splitlines()]
+    records = strict_json_lines(out / 'trace.jsonl')
     assert [r['iteration'] for r in records] == [1, 2, 3, 4, 5]
     for r in records:
         assert {'level', 'seconds', 'content_4_2', 'style_3_2', 'style_4_2', 'tv'} <= set(r)
@@ -50,17 +30,17 @@ def test_run_writes_images_trace_and_dsanno_report(images, tmp_path, vgg16_path)
     assert lines[lines.index('epoch 4 done') + 1] == 'losses:'
     assert lines[lines.index('epoch 4 done') + 2].startswith('  content_4_2: ')
 
-    again = _generate(*_small(images, out, '--iter', '1', '-m', vgg16_path))
+    again = generate(*small_args(images, out, '--iter', '1', '-m', vgg16_path))
     assert again.returncode == 2
     assert again.stderr.strip().splitlines() == [
         'error: %s already holds out.png, out_0002.png, out_0004.png ... '
-        '(use --force to overwrite)' % out]
-    forced = _generate(*_small(images, out, '--iter', '1', '--force', '-m', vgg16_path))
+        '(use --force to replace them)' % out]
+    forced = generate(*small_args(images, out, '--iter', '1', '--force', '-m', vgg16_path))
     assert forced.returncode == 0, forced.stderr
 
 
 def test_help_shows_preset_defaults():
-    done = _generate('--help')
+    done = generate('--help')
     assert done.returncode == 0
     text = ' '.join(done.stdout.split())
     p = presets.get_preset('dsanno')
@@ -68,7 +48,7 @@ def test_help_shows_preset_defaults():
     assert '--style_layers STYLE_LAYERS, --mrf_layers STYLE_LAYERS MRF layers, ' \
            'comma-separated, e.g. 3_2,4_2 (default: 3_2,4_2)' in text
     assert '-w WIDTH, --width WIDTH' in text
-    cnnmrf = ' '.join(_generate('--preset', 'cnnmrf', '--help').stdout.split())
+    cnnmrf = ' '.join(generate('--preset', 'cnnmrf', '--help').stdout.split())
     assert 'MRF layers, comma-separated, e.g. 3_2,4_2 (default: 3_1,4_1)' in cnnmrf
     assert 'rotated by -R..R steps (default: 1)' in cnnmrf
     assert 'rotated by -R..R steps (default: 0)' in text
@@ -83,48 +63,25 @@ def test_help_shows_preset_defaults():
     (lambda a: a.extend(['--initial_image', 'noise']), "cannot read image 'noise'"),
 ])
 def test_user_mistakes_are_one_line_and_exit_2(images, tmp_path, vgg16_path, change, message):
-    args = _small(images, tmp_path / 'out', '-m', vgg16_path)
+    args = small_args(images, tmp_path / 'out', '-m', vgg16_path)
     change(args)
-    done = _generate(*args)
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], \
-        done.stderr
-    out = tmp_path / 'out'
-    assert not out.exists() or os.listdir(out) == []
+    assert_one_error(generate(*args), message)
+    assert not (tmp_path / 'out').exists()  # a folder the failed run made is removed again
 
 
 def test_a_failing_rerun_keeps_the_earlier_files(images, tmp_path, vgg16_path):
     out = tmp_path / 'out'
-    assert _generate(*_small(images, out, '--iter', '1', '-m', vgg16_path)).returncode == 0
+    assert generate(*small_args(images, out, '--iter', '1', '-m', vgg16_path)).returncode == 0
     before = {name: (out / name).read_bytes() for name in os.listdir(out)}
-    done = _generate(*_small(images, out, '--iter', '1', '--force', '--style_layers', '3_9',
+    done = generate(*small_args(images, out, '--iter', '1', '--force', '--style_layers', '3_9',
                              '-m', vgg16_path))
     assert done.returncode == 2
     assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
 
 
-def test_ctrl_c_saves_the_current_image(images, tmp_path, vgg16_path):
-    out = tmp_path / 'out'
-    proc = subprocess.Popen([sys.executable, SCRIPT,
-                             *_small(images, out, '--iter', '100000', '-m', vgg16_path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in proc.stdout:
-            if line.startswith('level 1/1  iter 2 '):
-                break
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill()
-    assert proc.returncode == 130
-    assert 'interrupted at iteration' in err and 'Traceback' not in err
-    assert image.load_image(str(out / 'out.png')).shape == (48, 64, 3)
-
-
 def test_cnnmrf_options_and_texture_synthesis(images, tmp_path, vgg16_path):
     out = tmp_path / 'trans'
-    done = _generate('-c', images[0], '-s', images[1], '-o', str(out), '--preset', 'cnnmrf',
+    done = generate('-c', images[0], '-s', images[1], '-o', str(out), '--preset', 'cnnmrf',
                      '--max_size', '64', '--num_res', '2', '--num_iter', '2,1',
                      '--mrf_layers', '3_1,4_1', '--mrf_weight', '1e-4,2e-4', '--num_rotation',
                      '0', '--num_scale', '1', '--sample_stride', '1', '--synthesis_stride', '2',
@@ -135,7 +92,7 @@ def test_cnnmrf_options_and_texture_synthesis(images, tmp_path, vgg16_path):
     assert image.load_image(str(out / 'out.png')).shape == (48, 64, 3)
 
     out = tmp_path / 'texture'
-    done = _generate('-s', images[1], '-o', str(out), '--preset', 'cnnmrf', '--size', '40x56',
+    done = generate('-s', images[1], '-o', str(out), '--preset', 'cnnmrf', '--size', '40x56',
                      '--num_res', '1', '--num_iter', '2', '--max_size', '64', '-m', vgg16_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith('texture synthesis with the cnnmrf preset')
@@ -151,12 +108,8 @@ def test_cnnmrf_options_and_texture_synthesis(images, tmp_path, vgg16_path):
     (['--bogus'], 'unrecognized arguments: --bogus'),
 ])
 def test_cnnmrf_option_mistakes(images, tmp_path, vgg16_path, extra, message):
-    done = _generate('-c', images[0], '-s', images[1], '-o', str(tmp_path / 'out'),
-                     '--preset', 'cnnmrf', '-m', vgg16_path, *extra)
-    assert done.returncode == 2
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], \
-        done.stderr
+    assert_one_error(generate('-c', images[0], '-s', images[1], '-o', str(tmp_path / 'out'),
+                              '--preset', 'cnnmrf', '-m', vgg16_path, *extra), message)
 
 
 # --- colour options, semantic maps and several style images ---------------------------------
@@ -177,7 +130,7 @@ def maps(tmp_path_factory):
 
 def test_several_styles_weights_and_keep_color(images, tmp_path, vgg16_path):
     out = tmp_path / 'out'
-    done = _generate(*_small(images, out, '-s', images[0], '--style_image_weights', '1,0.5',
+    done = generate(*small_args(images, out, '-s', images[0], '--style_image_weights', '1,0.5',
                              '--keep_color', '--iter', '2', '-m', vgg16_path))
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith('style transfer with the dsanno preset')
@@ -186,7 +139,7 @@ def test_several_styles_weights_and_keep_color(images, tmp_path, vgg16_path):
 
 def test_a_doodle_from_the_command_line(images, maps, tmp_path, vgg16_path):
     out = tmp_path / 'doodle'
-    done = _generate('-s', images[1], '--content_map', maps[0], '--style_map', maps[1],
+    done = generate('-s', images[1], '--content_map', maps[0], '--style_map', maps[1],
                      '-o', str(out), '-w', '64', '--resolution_num', '1', '--iter', '2',
                      '--semantic_weight', '2e4', '-m', vgg16_path)
     assert done.returncode == 0, done.stderr
@@ -208,17 +161,14 @@ def test_a_doodle_from_the_command_line(images, maps, tmp_path, vgg16_path):
 def test_map_and_style_mistakes_are_one_line_and_exit_2(images, maps, tmp_path, vgg16_path,
                                                         extra, message):
     args = [a if a != 'SECOND' else images[1] for a in extra(*maps)]
-    done = _generate(*_small(images, tmp_path / 'out', '-m', vgg16_path, *args))
-    assert done.returncode == 2, done.stderr
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith('error: ') and message in lines[0], \
-        done.stderr
+    assert_one_error(generate(*small_args(images, tmp_path / 'out', '-m', vgg16_path, *args)),
+                     message)
     assert not (tmp_path / 'out').exists()
 
 
 @pytest.mark.parametrize('flag', ['--keep_color', '--luminance_only', '--match_color_histogram'])
 def test_colour_options_without_content_are_refused(images, tmp_path, flag):
-    done = _generate('-s', images[1], '-o', str(tmp_path / 'out'), flag)
+    done = generate('-s', images[1], '-o', str(tmp_path / 'out'), flag)
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         'error: %s needs a content image: without one there are no colours to keep or match'
@@ -227,7 +177,7 @@ def test_colour_options_without_content_are_refused(images, tmp_path, flag):
 
 
 def test_help_shows_the_new_options():
-    text = ' '.join(_generate('--help').stdout.split())
+    text = ' '.join(generate('--help').stdout.split())
     assert '--keep_color, --no-keep_color' in text
     assert '--semantic_weight SEMANTIC_WEIGHT scale of the semantic maps in the matching ' \
            '(default: %s)' % presets.get_preset('dsanno').semantic_weight in text
