@@ -3,6 +3,7 @@ and exit code 2; signals that end a run become one line and exit code 128 + the 
 """
 import argparse
 import contextlib
+import os
 import signal
 import sys
 
@@ -66,13 +67,19 @@ def describe(error):
 
 def say(*args, file=None):
     """``print`` that outlives its reader: a closed pipe or terminal (``| head``, a hang-up)
-    must not end a run whose products are files, so output to it is dropped from then on."""
-    file = sys.stdout if file is None else file
+    must not end a run whose products are files, so output to it is dropped from then on.
+
+    Args:
+        file (file or None): ``sys.stdout`` (``None``) or ``sys.stderr``. Default: ``None``.
+    """
+    name = 'stdout' if file is None or file is sys.stdout else 'stderr'
+    stream = getattr(sys, name)
     try:
-        print(*args, file=file, flush=True)
-    except OSError:
+        print(*args, file=stream, flush=True)
+    except (OSError, ValueError):  # a broken pipe, a lost terminal, a closed file
         with contextlib.suppress(OSError, ValueError):
-            file.close()
+            stream.close()  # or Python's exit would flush it again, and say so
+        setattr(sys, name, open(os.devnull, 'w'))
 
 
 class ArgumentParser(argparse.ArgumentParser):

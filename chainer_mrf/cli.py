@@ -5,6 +5,7 @@ the library's. This module only assembles library objects, prints and writes fil
 """
 import argparse
 import os
+import re
 import sys
 
 from chainer_mrf import _cli, outputs, presets
@@ -29,8 +30,28 @@ def _size(text):
     return int(width), int(height)
 
 
-def _optional_float(text):
-    return None if text.lower() == 'none' else float(text)
+#: Binary multiples of a byte count's suffix.
+_UNITS = {'': 1, 'k': 1 << 10, 'm': 1 << 20, 'g': 1 << 30, 't': 1 << 40}
+
+
+def _bytes(text):
+    """A byte count: ``268435456``, ``256M``, ``8G`` or ``1.5GiB`` (binary multiples)."""
+    found = re.fullmatch(r'(\d+(?:\.\d*)?)([kmgt]?)(?:i?b)?', text.strip().lower())
+    if not found:
+        raise ValueError('a byte count must be a number with an optional K, M, G or T, '
+                         'e.g. 8G')
+    return int(float(found[1]) * _UNITS[found[2]])
+
+
+_bytes.__name__ = 'byte count'  # argparse names the type in its messages
+
+
+def _optional(kind):
+    """Parses ``none`` as ``None`` and anything else as ``kind``."""
+    def parse(text):
+        return None if text.strip().lower() == 'none' else kind(text)
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def _shown(value):
@@ -63,12 +84,15 @@ _OPTIONS = [
     (('--num_scale',), 'num_scale', int, 'style copies scaled by -S..S steps'),
     (('--sample_stride',), 'sample_stride', int, 'grid step of the style patches'),
     (('--synthesis_stride',), 'synthesis_stride', int, 'grid step of the synthesised patches'),
-    (('--confidence_threshold',), 'confidence_threshold', _optional_float,
+    (('--confidence_threshold',), 'confidence_threshold', _optional(float),
      'drop patches whose best cosine is below this (none: keep all)'),
     (('--initial_image',), 'initial_image', str,
      "content, random, map (the content map painted in the style's colours) or an image path"),
     (('--resolution_num', '--num_res'), 'resolution_num', int, 'number of resolutions, 1 to 3'),
-    (('--memory_budget',), 'memory_budget', int, 'bytes for the matching scores at once'),
+    (('--memory_budget',), 'memory_budget', _bytes,
+     'bytes for the matching scores at once (e.g. 256M)'),
+    (('--memory_limit',), 'memory_limit', _optional(_bytes),
+     "refuse a run whose estimated peak is larger (e.g. 8G; none: the memory available)"),
     (('--bank_dtype',), 'bank_dtype', str, 'storage of the style patches'),
     (('--seed',), 'seed', int, 'seed of the random initial image'),
     (('--keep_color',), 'keep_color', bool,

@@ -92,7 +92,8 @@ def random_weights(arch, seed=0, scale=0.1, divisor=1):
     return weights
 
 
-def _cuda_ready():
+def cuda_ready():
+    """Whether CuPy and a CUDA device are usable here."""
     if not cuda.available:
         return False
     try:
@@ -103,7 +104,7 @@ def _cuda_ready():
 
 def needs_cuda(test):
     """Marks a test that needs CuPy and a CUDA device; elsewhere it is skipped, saying so."""
-    skip = pytest.mark.skipif(not _cuda_ready(), reason='CuPy with a CUDA device is absent')
+    skip = pytest.mark.skipif(not cuda_ready(), reason='CuPy with a CUDA device is absent')
     return skip(pytest.mark.gpu(test))
 
 
