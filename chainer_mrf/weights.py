@@ -8,9 +8,13 @@ This module is the format only. Files are made by :mod:`chainer_mrf.fetch` (the
 ``chainer-mrf-weights fetch`` command) or converted from a caffemodel by :mod:`chainer_mrf.caffe`
 (``scripts/convert_caffemodel.py``); ``chainer-mrf-weights check`` tells what one holds.
 """
+import errno
 import os
+import pickle
+import stat
 import sys
 import zipfile
+import zlib
 
 import numpy
 
@@ -68,7 +72,8 @@ def check_weights(weights, arch, source='weights'):
             ``'weights'``.
 
     Raises:
-        ValueError: naming the first missing, unexpected, misshapen or non-finite array.
+        ValueError: naming the first missing or unexpected array, or one that is not a
+            floating-point array of the layer's shape with finite values.
     """
     expected = expected_shapes(arch)
     missing = [k for k in expected if k not in weights]
@@ -82,6 +87,9 @@ def check_weights(weights, arch, source='weights'):
                                                                ', '.join(extra[:4])))
     for key, shape in expected.items():
         array = weights[key]
+        if not isinstance(array, numpy.ndarray) or array.dtype.kind != 'f':
+            raise ValueError('%s: %s is not a floating-point array (%s)'
+                             % (source, key, getattr(array, 'dtype', type(array).__name__)))
         if tuple(array.shape) != shape:
             raise ValueError('%s: %s has shape %s, expected %s'
                              % (source, key, tuple(array.shape), shape))
@@ -111,7 +119,9 @@ def load_weights(path):
 
     Raises:
         FileNotFoundError: if ``path`` does not exist (the message says how to make it).
-        ValueError: if the file is not an npz of VGG16 or VGG19 convolution weights.
+        ValueError: if the file cannot be read (``PATH: not a readable weights file (.npz):
+            REASON``: a folder, a broken link, no permission, not an npz, damaged, pickled
+            objects) or is not an npz of VGG16 or VGG19 convolution weights.
     """
     path = os.fspath(path)
     weights = _read(path, lambda npz: {k: npz[k] for k in npz.files})
@@ -134,17 +144,97 @@ def _arch_of(names):
     return 'vgg19' if 'conv3_4/W' in names else 'vgg16'
 
 
+#: What a damaged npz makes numpy.load or zipfile raise (RuntimeError: an encrypted member,
+#: and NotImplementedError, a subclass: an unknown compression method or zip version).
+_NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, RuntimeError, MemoryError,
+               zipfile.BadZipFile, zlib.error)
+#: The first bytes numpy.load takes for a zip archive, i.e. an npz.
+_ZIP_HEADS = (b'PK\x03\x04', b'PK\x05\x06')
+#: The first bytes of a pickle of protocol 2 or later.
+_PICKLE_HEADS = tuple(bytes([0x80, protocol])
+                      for protocol in range(2, pickle.HIGHEST_PROTOCOL + 1))
+_PICKLED = 'it holds pickled Python objects, which are never loaded'
+
+
 def _read(path, read):
     """``read(npz)`` on the opened file, with one clear error for a missing or bad file."""
-    if not os.path.isfile(path):
+    try:
+        stream = open_regular(path)
+    except FileNotFoundError:
         raise FileNotFoundError(
             'weights file not found: %s (make it with "chainer-mrf-weights fetch" or '
-            'scripts/convert_caffemodel.py)' % path)
+            'scripts/convert_caffemodel.py)' % path) from None
+    except OSError as e:
+        raise _unreadable(path, e.strerror) from None
+    with stream:
+        head = stream.read(len(numpy.lib.format.MAGIC_PREFIX))
+        stream.seek(0)
+        if not head.startswith(_ZIP_HEADS):
+            # numpy.load would read a .npy, or refuse anything else as a pickle and advise
+            # loading it unsafely.
+            raise _unreadable(path, _not_zip(head))
+        try:
+            with numpy.load(stream, allow_pickle=False) as npz:
+                return read(npz)
+        except _NPZ_ERRORS as e:
+            # numpy refuses an object array by advising allow_pickle=True: say why instead.
+            raise _unreadable(path, _PICKLED if 'allow_pickle' in str(e) else e) from None
+
+
+def _unreadable(path, reason):
+    return ValueError('%s: not a readable weights file (.npz): %s' % (path, reason))
+
+
+def _not_zip(head):
+    """What a file starting with ``head``, not a zip archive, is instead."""
+    if not head:
+        return 'it is empty'
+    if head == numpy.lib.format.MAGIC_PREFIX:
+        return 'it holds one array (.npy), not named arrays (.npz)'
+    if head.startswith(_PICKLE_HEADS):
+        return _PICKLED
+    return 'not a zip archive'
+
+
+def open_regular(path):
+    """Opens a file to read, as a binary file object, if it is a regular file.
+
+    The file is opened without waiting (``O_NONBLOCK``), so that a FIFO is refused rather than
+    waited on for ever, and then checked (``fstat``), so that the file checked is the file read.
+
+    Args:
+        path (str or os.PathLike): the file.
+
+    Returns:
+        file: the open file, ``'rb'``; the caller closes it.
+
+    Raises:
+        FileNotFoundError: nothing is at ``path``.
+        OSError: ``strerror`` says why in lower case: ``'broken symbolic link'``, ``'it is a
+            folder'``, ``'not a regular file'`` (a FIFO, a device), or the system's reason
+            (``'permission denied'``, ``'too many levels of symbolic links'``, ``'not a
+            directory'``, ``'file name too long'``, ...).
+    """
     try:
-        with numpy.load(path, allow_pickle=False) as npz:
-            return read(npz)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
-        raise ValueError('%s: not a readable weights file (.npz): %s' % (path, e)) from None
+        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0))
+    except FileNotFoundError:
+        if not os.path.islink(path):
+            raise
+        raise OSError(None, 'broken symbolic link', path) from None
+    except OSError as e:
+        raise OSError(e.errno, e.strerror[:1].lower() + e.strerror[1:], path) from None
+    except ValueError as e:  # a NUL character in the path
+        raise OSError(None, str(e), path) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, 'it is a folder', path)
+        if not stat.S_ISREG(mode):
+            raise OSError(None, 'not a regular file', path)
+        return os.fdopen(fd, 'rb')
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def models_dir():

@@ -1,7 +1,11 @@
 """The weights file format: layer tables, checking, saving, loading (fetching: test_fetch.py)."""
+import errno
+import io
 import os
+import pickle
 import subprocess
 import sys
+import zipfile
 
 import numpy
 import pytest
@@ -44,6 +48,8 @@ def test_save_load_round_trip_any_extension(tmp_path):
     (lambda w: w.__setitem__('conv1_1/W', numpy.zeros((64, 3, 5, 5), 'f')),
      r'conv1_1/W has shape \(64, 3, 5, 5\), expected \(64, 3, 3, 3\)'),
     (lambda w: w['conv3_1/b'].__setitem__(0, numpy.nan), 'conv3_1/b holds non-finite'),
+    (lambda w: w.__setitem__('conv1_2/b', numpy.array(['x'] * 64)),
+     r'conv1_2/b is not a floating-point array \(<U1\)'),  # numpy.isfinite raised TypeError
 ])
 def test_check_weights_errors(tmp_path, change, message):
     weights = random_weights('vgg16', seed=5)
@@ -64,6 +70,84 @@ def test_file_arch_reads_names_only(tmp_path):
     with pytest.raises(FileNotFoundError, match='weights file not found: .*none.npz .make it '
                                                 'with "chainer-mrf-weights fetch"'):
         weights_lib.file_arch(str(tmp_path / 'none.npz'))
+
+
+def _npz(**arrays):
+    stream = io.BytesIO()
+    numpy.savez(stream, **arrays)
+    return stream.getvalue()
+
+
+def _zip(**members):
+    stream = io.BytesIO()
+    with zipfile.ZipFile(stream, 'w') as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return stream.getvalue()
+
+
+def _method_99(data):
+    """An npz whose central directory names compression method 99 (not one zipfile has)."""
+    entry = data.index(b'PK\x01\x02')  # a central directory entry; its method at byte 10
+    return data[:entry + 10] + (99).to_bytes(2, 'little') + data[entry + 12:]
+
+
+SMALL_NPZ = _npz(**{'conv1_1/W': numpy.ones((2, 3, 3, 3), numpy.float32)})
+PICKLED = 'it holds pickled Python objects, which are never loaded'
+
+
+@pytest.mark.parametrize('content,reason,names_only', [
+    (pickle.dumps({'conv1_1/W': [0.5]}), PICKLED, False),
+    (_npz(a=numpy.array([None, {}], dtype=object)), PICKLED, True),
+    (SMALL_NPZ[:len(SMALL_NPZ) // 2], 'File is not a zip file', False),
+    (numpy.random.RandomState(0).bytes(300), 'not a zip archive', False),
+    (b'', 'it is empty', False),
+    (SMALL_NPZ[SMALL_NPZ.index(b'\x93NUMPY'):], 'it holds one array (.npy), not named arrays '
+                                                 '(.npz)', False),
+    (_method_99(SMALL_NPZ), 'That compression method is not supported', True),
+], ids=['pickle', 'object array', 'truncated', 'random bytes', 'empty', 'npy', 'compression'])
+def test_an_unreadable_weights_file_is_one_line_without_unsafe_advice(tmp_path, content, reason,
+                                                                       names_only):
+    path = tmp_path / 'x.npz'
+    path.write_bytes(content)
+    message = '%s: not a readable weights file (.npz): %s' % (path, reason)
+    with pytest.raises(ValueError) as raised:
+        weights_lib.load_weights(path)
+    assert str(raised.value) == message  # no mention of allow_pickle or pickle.load
+    if names_only:  # file_arch reads the names, which are whole
+        assert weights_lib.file_arch(path) == 'vgg16'
+    else:
+        with pytest.raises(ValueError) as raised:
+            weights_lib.file_arch(path)
+        assert str(raised.value) == message
+
+
+def test_a_zip_that_is_not_an_npz(tmp_path):
+    path = tmp_path / 'notes.npz'
+    path.write_bytes(_zip(**{'readme.txt': 'hello'}))
+    with pytest.raises(ValueError, match='notes.npz: not VGG16 weights, missing conv1_1/W, '):
+        weights_lib.load_weights(path)
+    # with the right names but no .npy in them: numpy hands the bytes over as they are
+    path.write_bytes(_zip(**{key + '.npy': b'hello' for key in
+                             weights_lib.expected_shapes('vgg16')}))
+    with pytest.raises(ValueError) as raised:
+        weights_lib.load_weights(path)
+    assert str(raised.value) == '%s: conv1_1/W is not a floating-point array (bytes)' % path
+
+
+def test_an_unreadable_weights_path_is_one_line_with_the_reason(tmp_path):
+    # the kinds of path load_image refuses (test_image.py): both open files the same way
+    loop = tmp_path / 'a.npz'
+    os.symlink(tmp_path / 'b.npz', loop)
+    os.symlink(loop, tmp_path / 'b.npz')
+    too_many = os.strerror(errno.ELOOP)
+    for path, reason in [(loop, too_many[:1].lower() + too_many[1:]),
+                         (tmp_path, 'it is a folder'), ('/dev/zero', 'not a regular file')]:
+        for read in (weights_lib.load_weights, weights_lib.file_arch):
+            with pytest.raises(ValueError) as raised:
+                read(path)
+            assert str(raised.value) == ('%s: not a readable weights file (.npz): %s'
+                                         % (path, reason))
 
 
 def test_the_old_command_says_where_it_went():
