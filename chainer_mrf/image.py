@@ -32,6 +32,7 @@ from chainer import backend
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from chainer_mrf import _io
+from chainer_mrf import weights as weights_lib
 
 # Modes Pillow converts to RGB correctly by itself ('F' as Pillow does: values 0-255, clipped).
 _RGB_MODES = frozenset(['1', 'L', 'P', 'RGB', 'RGBX', 'CMYK', 'YCbCr', 'HSV', 'F'])
@@ -81,10 +82,12 @@ def load_image(source):
         numpy.ndarray: ``uint8`` RGB array of shape (H, W, 3), a new writable array.
 
     Raises:
-        FileNotFoundError: the path does not exist.
-        ValueError: the path is a folder, or the file is empty, truncated, corrupt or not an
-            image (``cannot read image PATH: REASON``); the mode is not supported; the array
-            has an unsupported shape, dtype or range.
+        FileNotFoundError: the path does not exist (``cannot read image PATH: no such file``).
+        ValueError: the file cannot be read, in one line, ``cannot read image PATH: REASON``:
+            the path is a folder, a FIFO or a device, a broken symbolic link, or the system
+            refuses it (the system's reason: permission denied, too many levels of symbolic
+            links, ...); the file is empty, truncated, corrupt or not an image; its mode is not
+            supported. Or the array has an unsupported shape, dtype or range.
         TypeError: ``source`` is of another type.
 
     Shape:
@@ -104,23 +107,22 @@ def load_image(source):
         raise TypeError('load_image takes a path, a PIL image or a numpy array, got %s'
                         % type(source).__name__)
     path = os.fspath(source)
-    if not os.path.exists(path):
-        raise FileNotFoundError('cannot read image %r: no such file' % path)
-    if os.path.isdir(path):
-        raise ValueError('cannot read image %r: it is a folder' % path)
     try:
-        image = Image.open(path)
-    except FileNotFoundError:  # removed since the check
+        stream = weights_lib.open_regular(path)
+    except FileNotFoundError:
         raise FileNotFoundError('cannot read image %r: no such file' % path) from None
-    except PermissionError:
-        raise  # already names the file; not a property of the image
-    except UnidentifiedImageError:
-        raise ValueError('cannot read image %r: not an image file Pillow can read (empty, '
-                         'corrupt or another kind of file)' % path) from None
-    except _DECODE_ERRORS as error:
-        raise ValueError('cannot read image %r: %s' % (path, error)) from None
-    with image:
-        return _decode(image, path)
+    except OSError as error:
+        raise ValueError('cannot read image %r: %s' % (path, error.strerror)) from None
+    with stream:
+        try:
+            image = Image.open(stream)
+        except UnidentifiedImageError:
+            raise ValueError('cannot read image %r: not an image file Pillow can read (empty, '
+                             'corrupt or another kind of file)' % path) from None
+        except _DECODE_ERRORS as error:
+            raise ValueError('cannot read image %r: %s' % (path, error)) from None
+        with image:
+            return _decode(image, path)
 
 
 def _decode(image, name):

@@ -78,6 +78,20 @@ def test_load_map_of_a_missing_file_names_it(tmp_path):
         semantic.load_map(path)
 
 
+def test_load_map_takes_a_path_object_and_refuses_a_bad_file_in_one_line(tmp_path):
+    rgb = random_rgb()
+    Image.fromarray(rgb).save(tmp_path / 'a_sem.png')
+    m = semantic.load_map(tmp_path / 'a_sem.png')
+    numpy.testing.assert_array_equal(m[0].transpose(1, 2, 0) * 255, rgb)
+    (tmp_path / 'empty_sem.png').write_bytes(b'')
+    for path, reason in [(tmp_path / 'empty_sem.png', 'not an image file Pillow can read '
+                                                      '(empty, corrupt or another kind of file)'),
+                         (tmp_path, 'it is a folder')]:
+        with pytest.raises(ValueError) as raised:
+            semantic.load_map(path)
+        assert str(raised.value) == 'cannot read image %r: %s' % (str(path), reason)
+
+
 # --- check_maps ---------------------------------------------------------------------------------
 
 def test_check_maps_accepts_matching_maps_and_no_maps():
