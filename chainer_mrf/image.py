@@ -29,7 +29,7 @@ import zlib
 
 import numpy
 from chainer import backend
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from chainer_mrf import _io
 from chainer_mrf import weights as weights_lib
@@ -43,14 +43,22 @@ _WIDE_GRAY_MODES = frozenset(['I', 'I;16', 'I;16L', 'I;16B', 'I;16N'])
 # What a damaged or foreign file makes Pillow raise while opening or decoding it.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error,
                   zlib.error, Image.DecompressionBombError)
+# The transpose that shows an image upright, by its EXIF orientation: ImageOps.exif_transpose's
+# table. That function also rewrites the EXIF block, which fails on a damaged tag, and only the
+# pixels are needed here.
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+            4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+            6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
 
 
 def load_image(source):
     """Loads an image as an 8-bit RGB array.
 
-    Accepts anything Pillow reads. The EXIF orientation is applied (``ImageOps.exif_transpose``),
-    so a photo comes out the way viewers show it; neither original does this (Pillow's and
-    Torch's loaders ignore EXIF), which matters only for photos whose orientation tag is not 1.
+    Accepts anything Pillow reads. The EXIF orientation is applied (as
+    ``ImageOps.exif_transpose`` applies it), so a photo comes out the way viewers show it;
+    neither original does this (Pillow's and Torch's loaders ignore EXIF), which matters only
+    for photos whose orientation tag is not 1.
     Only the first frame of an animated or multi-page file is used.
 
     Conversion by mode:
@@ -86,8 +94,9 @@ def load_image(source):
         ValueError: the file cannot be read, in one line, ``cannot read image PATH: REASON``:
             the path is a folder, a FIFO or a device, a broken symbolic link, or the system
             refuses it (the system's reason: permission denied, too many levels of symbolic
-            links, ...); the file is empty, truncated, corrupt or not an image; its mode is not
-            supported. Or the array has an unsupported shape, dtype or range.
+            links, ...); the file is empty, truncated, corrupt or not an image, or its pixels
+            do not fit in memory; its mode is not supported. Or the array has an unsupported
+            shape, dtype or range.
         TypeError: ``source`` is of another type.
 
     Shape:
@@ -129,9 +138,21 @@ def _decode(image, name):
     """Fully decodes an opened PIL image and converts it to RGB ``uint8``."""
     try:
         image.load()  # Pillow decodes lazily: make a truncated file fail here, not later
-        image = ImageOps.exif_transpose(image)
+        method = _UPRIGHT.get(image.getexif().get(ExifTags.Base.Orientation))
+        rgb = _to_rgb(image if method is None else image.transpose(method))
+    except MemoryError:
+        raise ValueError('cannot read image %r: its %d x %d pixels do not fit in memory'
+                         % ((name,) + image.size)) from None
     except _DECODE_ERRORS as error:
         raise ValueError('cannot read image %r: %s' % (name, error)) from None
+    if rgb is None:
+        raise ValueError('cannot read image %r: unsupported image mode %r' % (name, image.mode))
+    return rgb
+
+
+def _to_rgb(image):
+    """A decoded PIL image as RGB ``uint8`` (see :func:`load_image`), or ``None`` for a mode
+    that is not supported."""
     mode = image.mode
     if mode in _ALPHA_MODES or (mode in _RGB_MODES and 'transparency' in image.info):
         return _finish(numpy.asarray(image.convert('RGBA')))
@@ -141,7 +162,7 @@ def _decode(image, name):
         values = numpy.asarray(image).astype(numpy.int64).clip(0, 65535)
         # round(v / 257) in integers: exact, with no float ties
         return _finish(((values + 128) // 257).astype(numpy.uint8)[..., None])
-    raise ValueError('cannot read image %r: unsupported image mode %r' % (name, mode))
+    return None
 
 
 def _array_to_rgb(array):
@@ -167,7 +188,12 @@ def _array_to_rgb(array):
 def _finish(values):
     """(H, W, 1|3|4) values on the 0-255 scale -> (H, W, 3) ``uint8``; alpha onto white."""
     channels = values.shape[2]
-    if values.dtype == numpy.uint8 and channels != 4:
+    if values.dtype == numpy.uint8 and channels == 4:
+        # In 16-bit integers, a quarter of float64's memory (c * a + 255 * (255 - a) <= 65025):
+        # x // 255 after adding 127 rounds exactly as rint(x / 255), x / 255 being never a tie.
+        alpha = values[..., 3:].astype(numpy.uint16)
+        return ((values[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255).astype(numpy.uint8)
+    if values.dtype == numpy.uint8:
         return numpy.repeat(values, 3, axis=2) if channels == 1 else values.copy()
     values = values.astype(numpy.float64)
     if channels == 4:

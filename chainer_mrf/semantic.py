@@ -18,6 +18,7 @@ The steps, in the order a synthesis takes them::
     layer_map = downsample_map(content_map, feature.shape[2:])
     queries = append_map(feature, layer_map, semantic_weight)   # matching only
 """
+import os
 
 import chainer
 import numpy
@@ -44,8 +45,9 @@ def load_map(source):
 
     Raises:
         FileNotFoundError: the path does not exist.
-        ValueError: the file is not an image; the array has another shape or dtype, no pixels,
-            or values outside [0, 1].
+        ValueError: the file cannot be read (one line, ``cannot read image PATH: REASON``, as
+            :func:`chainer_mrf.image.load_image` says it, or the map does not fit in memory);
+            the array has another shape or dtype, no pixels, or values outside [0, 1].
         TypeError: ``source`` is of another type.
 
     Shape:
@@ -60,7 +62,14 @@ def load_map(source):
     if isinstance(source, numpy.ndarray) and source.dtype != numpy.uint8:
         return _channels_map(source)
     rgb = image.load_image(source)
-    return (rgb.transpose(2, 0, 1)[None] / numpy.float32(255)).astype(numpy.float32)
+    try:
+        return (rgb.transpose(2, 0, 1)[None] / numpy.float32(255)).astype(numpy.float32,
+                                                                          copy=False)
+    except MemoryError:
+        name = (os.fspath(source) if isinstance(source, (str, os.PathLike))
+                else '<%s>' % type(source).__name__)
+        raise ValueError('cannot read image %r: its %d x %d pixels do not fit in memory as a '
+                         'semantic map' % ((name,) + rgb.shape[1::-1])) from None
 
 
 def _channels_map(array):

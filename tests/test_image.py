@@ -188,12 +188,13 @@ def test_unsupported_mode_is_named():
 
 # --- load_image: EXIF orientation --------------------------------------------------------------
 
-def _oriented_jpeg(tmp_path, orientation):
+def _oriented_jpeg(tmp_path, orientation, tags=None):
     stored = numpy.zeros((32, 64, 3), numpy.uint8)
     stored[:] = BLUE
     stored[:16, :16] = RED  # mark the stored top-left corner
     exif = Image.Exif()
     exif[0x0112] = orientation
+    exif.update(tags or {})
     return _saved(tmp_path, Image.fromarray(stored), 'o%d.jpg' % orientation, exif=exif,
                   quality=95)
 
@@ -353,6 +354,32 @@ def test_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError) as raised:
         load_image(path)
     assert str(raised.value) == "cannot read image %r: no such file" % str(path)
+
+
+def test_a_damaged_exif_tag_does_not_stop_the_turning(tmp_path):
+    # Found by tests/test_fuzz_inputs.py's method: ImageOps.exif_transpose rewrote the EXIF
+    # block after turning the image and raised AttributeError on a Make tag (text) holding a
+    # number. XResolution (0x011a, a rational) renamed Make (0x010f), its type kept:
+    path = tmp_path / 'o.jpg'
+    data = pathlib.Path(_oriented_jpeg(tmp_path, 6, {0x011a: 72.0})).read_bytes()
+    assert data.count(b'\x01\x1a\x00\x05') == 1  # big-endian tag id and type RATIONAL
+    path.write_bytes(data.replace(b'\x01\x1a\x00\x05', b'\x01\x0f\x00\x05'))
+    with Image.open(path) as opened:
+        assert not isinstance(opened.getexif()[0x010f], str)  # Make: a number, not text
+    loaded = load_image(path)
+    assert loaded.shape == (64, 32, 3) and _is_red(loaded[2:14, 18:30])  # turned all the same
+
+
+def test_pixels_that_do_not_fit_in_memory_are_one_line(tmp_path, monkeypatch):
+    path = _saved(tmp_path, Image.fromarray(_random_rgb()), 'a.png')
+
+    def exhausted(self, *args, **kwargs):
+        raise MemoryError
+    monkeypatch.setattr(Image.Image, 'convert', exhausted)
+    with pytest.raises(ValueError) as raised:
+        load_image(path)
+    assert str(raised.value) == ("cannot read image %r: its 7 x 5 pixels do not fit in memory"
+                                 % path)
 
 
 @pytest.mark.parametrize('content', [b'', b'just some text\n', b'\x89PNG\r\n\x1a\n' + b'\x07' * 60],

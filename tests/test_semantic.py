@@ -92,6 +92,23 @@ def test_load_map_takes_a_path_object_and_refuses_a_bad_file_in_one_line(tmp_pat
         assert str(raised.value) == 'cannot read image %r: %s' % (str(path), reason)
 
 
+class _NoRoom(numpy.ndarray):
+    """An image whose map does not fit in memory: dividing it raises MemoryError."""
+
+    def __truediv__(self, other):
+        raise MemoryError
+
+
+def test_load_map_too_large_for_memory_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(semantic.image, 'load_image',
+                        lambda source: random_rgb(5, 7).view(_NoRoom))
+    path = tmp_path / 'huge_sem.png'
+    with pytest.raises(ValueError) as raised:
+        semantic.load_map(path)
+    assert str(raised.value) == ("cannot read image %r: its 7 x 5 pixels do not fit in memory "
+                                 "as a semantic map" % str(path))
+
+
 # --- check_maps ---------------------------------------------------------------------------------
 
 def test_check_maps_accepts_matching_maps_and_no_maps():
