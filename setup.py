@@ -23,7 +23,7 @@ setup(
     scripts=['scripts/generate.py', 'scripts/convert_caffemodel.py'],
     # `python -m chainer_mrf` is chainer-mrf, and `python -m chainer_mrf.fetch`
     # chainer-mrf-weights, for a checkout not installed.
-    entry_points={'console_scripts': ['chainer-mrf = chainer_mrf._cli:console',
+    entry_points={'console_scripts': ['chainer-mrf = chainer_mrf.__main__:console',
                                       'chainer-mrf-weights = chainer_mrf.fetch:console']},
     license='MIT',
     # CITATION.cff goes into the sdist through MANIFEST.in.

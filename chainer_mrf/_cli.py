@@ -111,18 +111,3 @@ def run(main, argv=None):
     except KeyboardInterrupt as e:
         say('interrupted', file=sys.stderr)
         return exit_code(e)
-
-
-def command(prog):
-    """Runs the synthesis command (``chainer-mrf``, ``generate.py``) named ``prog``: the
-    signals are handled before Chainer is imported, so an interrupt while it loads is one
-    line too."""
-    def main(argv):
-        from chainer_mrf import cli
-        return cli.main(argv, prog=prog)
-    return run(main)
-
-
-def console():
-    """The ``chainer-mrf`` command (and ``python -m chainer_mrf``)."""
-    sys.exit(command('chainer-mrf'))

@@ -9,9 +9,9 @@ for _signum in (signal.SIGTERM, signal.SIGHUP):
     if signal.getsignal(_signum) is not signal.SIG_IGN:
         signal.signal(_signum, signal.default_int_handler)
 try:
-    from chainer_mrf import _cli
+    from chainer_mrf.__main__ import command
 except KeyboardInterrupt:
     print('interrupted', file=sys.stderr)
     sys.exit(130)
 
-sys.exit(_cli.command('generate.py'))
+sys.exit(command('generate.py'))

@@ -160,7 +160,7 @@ def test_console_scripts_run(name):
 def test_setup_declares_the_console_scripts():
     with open(os.path.join(ROOT, 'setup.py'), encoding='utf-8') as f:
         text = f.read()
-    for entry in ("'chainer-mrf = chainer_mrf._cli:console'",
+    for entry in ("'chainer-mrf = chainer_mrf.__main__:console'",
                   "'chainer-mrf-weights = chainer_mrf.fetch:console'"):
         assert entry in text
 
