@@ -1,6 +1,9 @@
-"""Atomic file writing: an output file is either complete or untouched, never half-written."""
+"""Safe file access: an output file is either complete or untouched, never half-written; an input
+file is read only if it is a regular file (never a FIFO waited on, or a device read for ever)."""
 import contextlib
+import errno
 import os
+import stat
 import tempfile
 
 
@@ -44,4 +47,45 @@ def atomic_path(path):
             # A full disk fails a write, which names no file, or the rename of a file the
             # caller never named: name the file being written.
             raise OSError(error.errno, error.strerror or str(error), path) from None
+        raise
+
+
+def open_regular(path):
+    """Opens a file to read, as a binary file object, if it is a regular file.
+
+    The file is opened without waiting (``O_NONBLOCK``), so that a FIFO is refused rather than
+    waited on for ever, and then checked (``fstat``), so that the file checked is the file read.
+
+    Args:
+        path (str or os.PathLike): the file.
+
+    Returns:
+        file: the open file, ``'rb'``; the caller closes it.
+
+    Raises:
+        FileNotFoundError: nothing is at ``path``.
+        OSError: ``strerror`` says why in lower case: ``'broken symbolic link'``, ``'it is a
+            folder'``, ``'not a regular file'`` (a FIFO, a device), or the system's reason
+            (``'permission denied'``, ``'too many levels of symbolic links'``, ``'not a
+            directory'``, ``'file name too long'``, ...).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0))
+    except FileNotFoundError:
+        if not os.path.islink(path):
+            raise
+        raise OSError(None, 'broken symbolic link', path) from None
+    except OSError as e:
+        raise OSError(e.errno, e.strerror[:1].lower() + e.strerror[1:], path) from None
+    except ValueError as e:  # a NUL character in the path
+        raise OSError(None, str(e), path) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, 'it is a folder', path)
+        if not stat.S_ISREG(mode):
+            raise OSError(None, 'not a regular file', path)
+        return os.fdopen(fd, 'rb')
+    except BaseException:
+        os.close(fd)
         raise

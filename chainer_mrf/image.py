@@ -32,7 +32,6 @@ from chainer import backend
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from chainer_mrf import _io
-from chainer_mrf import weights as weights_lib
 
 # Modes Pillow converts to RGB correctly by itself ('F' as Pillow does: values 0-255, clipped).
 _RGB_MODES = frozenset(['1', 'L', 'P', 'RGB', 'RGBX', 'CMYK', 'YCbCr', 'HSV', 'F'])
@@ -117,7 +116,7 @@ def load_image(source):
                         % type(source).__name__)
     path = os.fspath(source)
     try:
-        stream = weights_lib.open_regular(path)
+        stream = _io.open_regular(path)
     except FileNotFoundError:
         raise FileNotFoundError('cannot read image %r: no such file' % path) from None
     except OSError as error:

@@ -11,7 +11,6 @@ Examples:
     5
 """
 import dataclasses
-import numbers
 import os
 import typing
 

@@ -8,10 +8,8 @@ This module is the format only. Files are made by :mod:`chainer_mrf.fetch` (the
 ``chainer-mrf-weights fetch`` command) or converted from a caffemodel by :mod:`chainer_mrf.caffe`
 (``scripts/convert_caffemodel.py``); ``chainer-mrf-weights check`` tells what one holds.
 """
-import errno
 import os
 import pickle
-import stat
 import sys
 import zipfile
 import zlib
@@ -159,7 +157,7 @@ _PICKLED = 'it holds pickled Python objects, which are never loaded'
 def _read(path, read):
     """``read(npz)`` on the opened file, with one clear error for a missing or bad file."""
     try:
-        stream = open_regular(path)
+        stream = _io.open_regular(path)
     except FileNotFoundError:
         raise FileNotFoundError(
             'weights file not found: %s (make it with "chainer-mrf-weights fetch" or '
@@ -194,47 +192,6 @@ def _not_zip(head):
     if head.startswith(_PICKLE_HEADS):
         return _PICKLED
     return 'not a zip archive'
-
-
-def open_regular(path):
-    """Opens a file to read, as a binary file object, if it is a regular file.
-
-    The file is opened without waiting (``O_NONBLOCK``), so that a FIFO is refused rather than
-    waited on for ever, and then checked (``fstat``), so that the file checked is the file read.
-
-    Args:
-        path (str or os.PathLike): the file.
-
-    Returns:
-        file: the open file, ``'rb'``; the caller closes it.
-
-    Raises:
-        FileNotFoundError: nothing is at ``path``.
-        OSError: ``strerror`` says why in lower case: ``'broken symbolic link'``, ``'it is a
-            folder'``, ``'not a regular file'`` (a FIFO, a device), or the system's reason
-            (``'permission denied'``, ``'too many levels of symbolic links'``, ``'not a
-            directory'``, ``'file name too long'``, ...).
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, 'O_NONBLOCK', 0))
-    except FileNotFoundError:
-        if not os.path.islink(path):
-            raise
-        raise OSError(None, 'broken symbolic link', path) from None
-    except OSError as e:
-        raise OSError(e.errno, e.strerror[:1].lower() + e.strerror[1:], path) from None
-    except ValueError as e:  # a NUL character in the path
-        raise OSError(None, str(e), path) from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise IsADirectoryError(errno.EISDIR, 'it is a folder', path)
-        if not stat.S_ISREG(mode):
-            raise OSError(None, 'not a regular file', path)
-        return os.fdopen(fd, 'rb')
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def models_dir():
