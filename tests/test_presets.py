@@ -1,3 +1,6 @@
+import pathlib
+
+import numpy
 import pytest
 
 from chainer_mrf import presets
@@ -43,7 +46,14 @@ def test_layer_shorthand():
     ({'optimizer': 'sgd'}, 'optimizer must be one of lbfgs, adam'),
     ({'initial_image': ''}, 'initial_image must be content, random, map or an image path'),
     ({'style_layers': ''}, 'style_layers is empty'),
-    ({'seed': -3}, 'seed must be an integer >= 0'),
+    ({'seed': -3}, 'seed must be an integer from 0 to 4294967295, got -3'),
+    ({'seed': 2**32}, 'seed must be an integer from 0 to 4294967295'),
+    ({'confidence_threshold': 1.5}, 'confidence_threshold must be a finite number from -1.0 '
+                                    'to 1.0, got 1.5'),
+    ({'confidence_threshold': -1.01}, 'confidence_threshold must be a finite number from -1.0'),
+    ({'memory_limit': 0}, 'memory_limit must be an integer >= 1'),
+    ({'model': ''}, 'model must be None or the path of a weights file'),
+    ({'width': numpy.float64(64.5)}, 'width must be an integer >= 1, got 64.5'),
     ({'keep_color': 'yes'}, 'keep_color must be True or False'),
     ({'luminance_only': 1}, 'luminance_only must be True or False'),
     ({'semantic_weight': 0}, 'semantic_weight must be a finite number > 0'),
@@ -55,6 +65,22 @@ def test_layer_shorthand():
 def test_impossible_options(options, message):
     with pytest.raises(ValueError, match=message):
         presets.get_preset('dsanno').replace(**options)
+
+
+def test_numpy_scalars_arrays_and_paths_are_taken_as_python_values():
+    p = presets.get_preset('dsanno').replace(
+        width=numpy.int64(64), lr=numpy.float32(0.5), keep_color=numpy.bool_(True),
+        style_weight=numpy.array([0.1, 0.2]), iterations=[3, 2, 1],
+        initial_image=pathlib.Path('start.png'), model=pathlib.Path('m.npz'),
+        confidence_threshold=numpy.float64(1.0), seed=numpy.uint32(7))
+    assert (p.width, p.lr, p.keep_color, p.style_weight, p.iterations) == (
+        64, 0.5, True, (0.1, 0.2), (3, 2, 1))
+    assert type(p.width) is int and type(p.lr) is float and type(p.keep_color) is bool
+    assert (p.initial_image, p.model, p.confidence_threshold, p.seed) == (
+        'start.png', 'm.npz', 1.0, 7)
+    assert p == presets.get_preset('dsanno').replace(
+        width=64, lr=0.5, keep_color=True, style_weight=(0.1, 0.2), iterations=(3, 2, 1),
+        initial_image='start.png', model='m.npz', confidence_threshold=1.0, seed=7)
 
 
 def test_cnnmrf_defaults_are_the_authors():
