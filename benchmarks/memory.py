@@ -15,11 +15,17 @@ Cases:
   content image (the paper's ``content/1.jpg`` and ``content/0.jpg`` cropped to that shape where
   ../shared has them, else the bundled photo resized) and picasso.jpg (else the bundled style),
   at ``max_size`` 800 and 1024. One step at each coarse level, then ``--steps`` at the finest
-  (default 3: the L-BFGS history's rows are allocated whole at a level's first step, so a
-  few steps count all the memory a 100-step run holds).
+  (default 3). The L-BFGS history's rows are allocated at a level's first step, but as zeros
+  that take memory only once written: a run of n steps holds n - 1 of its pairs, so a
+  100-step run holds 23 more than these (``--steps 26`` counts them all).
 - ``scaling``: texture synthesis with the authors' preset from one style image (so the patch
   bank stays the same) at outputs of 256, 512, 768 and 1024 pixels square, three steps per
   level: the peak should grow linearly with the pixels.
+
+Beside each peak: :func:`chainer_mrf.memory.estimate_inputs`'s estimate of it (computed here,
+from the sizes alone, for the same steps) and the estimate's ratio to it. Each child keeps
+every ``Step`` it is given, with a copy of its image, which the estimate leaves out (the
+demo's 300 steps hold 65 MiB).
 
 A case's peak is the child process's own ``ru_maxrss``. Linux starts a child with its parent's
 peak RSS, so the figure means something only above this process's own peak, printed at the end.
@@ -92,14 +98,26 @@ def child(spec):
                       'efficiency': round(flops / rate / seconds, 3)}))
 
 
+def estimate(content, style, preset, **options):
+    """chainer_mrf.memory's estimate of a case's peak, in MiB, from the sizes alone."""
+    from chainer_mrf import inputs, memory, presets
+    config = presets.get_preset(preset).replace(**options)
+    loaded = inputs.load_inputs(content, style, preset=config)
+    return memory.estimate_inputs(inputs.configure(config, loaded), loaded).total / MiB
+
+
 def measure(content, style, preset, **options):
+    """The child's figures, with the estimate beside the measured peak and their ratio."""
     spec = json.dumps({'content': content, 'style': style, 'preset': preset,
                        'options': options})
     done = subprocess.run([sys.executable, os.path.abspath(__file__), '--child', spec],
                           capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit('the child process failed:\n' + done.stderr[-3000:])
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    figures['estimate_mib'] = round(estimate(content, style, preset, **options), 1)
+    figures['estimate_ratio'] = round(figures['estimate_mib'] / figures['peak_mib'], 3)
+    return figures
 
 
 def run_case(case, steps, folder):
@@ -115,10 +133,12 @@ def run_case(case, steps, folder):
     figures = {}
     for size in SCALING_SIZES:
         result = measure(None, _style(), 'cnnmrf', size=[size, size], iterations=3)
-        print('  %4d x %-4d  peak %7.1f MiB  %6.1f s  %6.1f GFLOP  efficiency %3.0f %%'
-              % (size, size, result['peak_mib'], result['seconds'], result['gflop'],
-                 100 * result['efficiency']), flush=True)
+        print('  %4d x %-4d  peak %7.1f MiB  estimate %7.1f MiB (x %.2f)  %6.1f s  %6.1f GFLOP  '
+              'efficiency %3.0f %%' % (size, size, result['peak_mib'], result['estimate_mib'],
+                                       result['estimate_ratio'], result['seconds'],
+                                       result['gflop'], 100 * result['efficiency']), flush=True)
         figures['peak_mib_%d' % size] = result['peak_mib']
+        figures['estimate_mib_%d' % size] = result['estimate_mib']
     # Linear growth: equal steps in pixels add equal memory; quadratic growth would make each
     # step's increment larger than the last.
     pixels = [s * s for s in SCALING_SIZES]

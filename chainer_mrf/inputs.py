@@ -9,7 +9,9 @@ synthesis reads each file once:
    dsanno's colour options and makes the full-size start image (:class:`Prepared`).
 
 :func:`configure` settles the options that depend on the inputs (no content term without a
-content image), and :func:`noise` draws a random start at a level's size.
+content image), :func:`synthesis_shapes` gives the sizes :func:`prepare` resizes to without
+resizing anything (for :mod:`chainer_mrf.memory`'s estimate), and :func:`noise` draws a random
+start at a level's size.
 """
 import collections
 import math
@@ -148,6 +150,46 @@ def configure(config, inputs):
     return config.replace(content_layers=(), initial_image=start)
 
 
+def synthesis_shapes(inputs, config):
+    """The sizes :func:`prepare` resizes to, from the loaded sizes alone (no pixel is touched).
+
+    The output takes the content's shape under the size rule (``width`` or ``max_size``), else
+    the content map's (a doodle), else the first style's (a texture); without a content image
+    ``size``, if set, is the output's shape. Each style image is resized under the same rule,
+    to the same side with a content image and to ``texture_style_scale`` of it without.
+
+    Args:
+        inputs (Inputs): the loaded inputs (only their shapes are read).
+        config (chainer_mrf.presets.Preset): the configuration, after :func:`configure`.
+
+    Returns:
+        tuple: ``(shape, style_shapes)``: the output's (H, W), and a list of each style
+        image's (H, W) after resizing, in the order of ``inputs.styles``.
+
+    Examples:
+        >>> card = Inputs(numpy.zeros((72, 96, 3), numpy.uint8),
+        ...               [numpy.zeros((80, 80, 3), numpy.uint8)], None, [None], None)
+        >>> from chainer_mrf import presets
+        >>> synthesis_shapes(card, presets.get_preset('dsanno'))
+        ((192, 256), [(256, 256)])
+    """
+    side = config.width if config.size_rule == 'width' else config.max_size
+    if inputs.content is None and config.size is not None:
+        shape = config.size[::-1]
+    else:
+        if inputs.content is not None:
+            reference = inputs.content.shape[:2]
+        elif inputs.content_map is not None:
+            reference = inputs.content_map.shape[2:]
+        else:
+            reference = inputs.styles[0].shape[:2]
+        shape = _resized_shape(reference, side, config)[::-1]
+    style_side = (side if inputs.content is not None
+                  else math.floor(side * config.texture_style_scale))
+    return shape, [_resized_shape(rgb.shape[:2], style_side, config)[::-1]
+                   for rgb in inputs.styles]
+
+
 def prepare(inputs, config):
     """Resizes and preprocesses the inputs, then applies the colour options as dsanno's ``run``
     does: histogram matching first, on the resized images, then the luminance split.
@@ -160,20 +202,9 @@ def prepare(inputs, config):
         Prepared: the inputs in the network's space, at their synthesis sizes.
     """
     preprocessing = PREPROCESSINGS[config.preprocessing]
-    side = config.width if config.size_rule == 'width' else config.max_size
-    if inputs.content is not None:
-        reference = inputs.content.shape[:2]
-    elif inputs.content_map is not None:
-        reference = inputs.content_map.shape[2:]
-    else:
-        reference = inputs.styles[0].shape[:2]
-    shape = _resized_shape(reference, side, config)[::-1]
-    if inputs.content is None and config.size is not None:
-        shape = config.size[::-1]
-    style_side = (side if inputs.content is not None
-                  else math.floor(side * config.texture_style_scale))
-    styles = [_resize(rgb, _resized_shape(rgb.shape[:2], style_side, config), config)
-              for rgb in inputs.styles]
+    shape, style_shapes = synthesis_shapes(inputs, config)
+    styles = [_resize(rgb, style_shape[::-1], config)
+              for rgb, style_shape in zip(inputs.styles, style_shapes)]
     content = None if inputs.content is None else _resize(inputs.content, shape[::-1], config)
     chroma = None
     if config.match_color_histogram:

@@ -1,0 +1,244 @@
+"""The memory estimate and the check that refuses what does not fit (chainer_mrf.memory)."""
+import re
+import time
+import tracemalloc
+import types
+
+import chainer_mrf  # noqa: F401  (NumPy shims before chainer)
+import numpy
+import pytest
+
+from chainer_mrf import inputs, memory, mrf, presets
+from helpers import content_card, needs_cuda, style_stripes
+
+GiB = 1 << 30
+CNNMRF16 = presets.CNNMRF.replace(arch='vgg16')  # the same network wherever VGG19 is converted
+
+
+def _loaded(content=True, styles=1):
+    return inputs.Inputs(content_card() if content else None, [style_stripes()] * styles, None,
+                         [None] * styles, None)
+
+
+def _configured(loaded, preset='dsanno', **options):
+    return inputs.configure(presets.get_preset(preset).replace(**options), loaded)
+
+
+# --- the estimate -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize('config, content, styles, extra', [
+    (presets.get_preset('dsanno'), True, 1, {}),
+    (CNNMRF16, True, 1, {}),
+    (CNNMRF16.replace(content_layers=(), initial_image='random', size=(300, 200)), False, 1,
+     {}),
+    (presets.get_preset('dsanno').replace(keep_color=True), True, 1, {}),
+    (presets.get_preset('dsanno').replace(optimizer='adam'), True, 1, {}),
+    (CNNMRF16.replace(bank_dtype='float16'), True, 2, {}),
+    (CNNMRF16, True, 1, dict(map_channels=3, gpu=True))])
+def test_the_parts_add_up_to_the_total(config, content, styles, extra):
+    found = memory.estimate(config, (240, 320), [(300, 320)] * styles, content=content,
+                            **extra)
+    assert found.total == sum(found.parts.values())
+    assert all(isinstance(v, int) and v >= 0 for v in found.parts.values())
+    assert found.phase in ('steps', 'style banks')
+    assert ('process' in found.parts) is not extra.get('gpu', False)
+
+
+def test_the_estimate_grows_linearly_with_the_pixels_at_a_fixed_bank():
+    config = CNNMRF16.replace(content_layers=(), initial_image='random')
+    sides = (512, 1024, 1536, 2048)
+    totals = [memory.estimate(config, (side, side), [(150, 192)], content=False).total
+              for side in sides]
+    slopes = [(b - a) / (s ** 2 - r ** 2) for a, b, r, s in zip(totals, totals[1:], sides,
+                                                                 sides[1:])]
+    # Equal bytes per added pixel (quadratic growth would make each slope larger than the
+    # last), about 2.5 KB: the network's maps, the patches and the optimiser's history.
+    assert max(slopes) / min(slopes) < 1.02
+    assert 1500 < slopes[-1] < 4000
+
+
+def test_a_level_s_banks_are_freed_before_the_next_level_s_are_built():
+    one = memory.estimate(CNNMRF16.replace(resolution_num=1), (480, 640), [(480, 640)])
+    three = memory.estimate(CNNMRF16, (480, 640), [(480, 640)])
+    # The finest level's peak is the run's: the coarser levels' banks are not on top of it.
+    assert (three.level, three.phase) == (2, 'steps')
+    assert three.parts == one.parts
+
+
+def test_a_short_run_touches_only_the_history_rows_it_writes():
+    pixels = 3 * 480 * 640
+    short = memory.estimate(CNNMRF16.replace(iterations=3), (480, 640), [(480, 640)])
+    long = memory.estimate(CNNMRF16, (480, 640), [(480, 640)])
+    # Two pairs after three steps, of the 25 the L-BFGS history holds after 26.
+    assert long.parts['optimizer'] - short.parts['optimizer'] == 4 * pixels * 2 * (25 - 2)
+    gpu = memory.estimate(CNNMRF16.replace(iterations=3), (480, 640), [(480, 640)], gpu=True)
+    assert gpu.parts['optimizer'] == long.parts['optimizer']  # the device's pool holds them all
+
+
+def test_a_float16_bank_takes_half_the_memory():
+    full = memory.estimate(CNNMRF16, (480, 640), [(480, 640)])
+    half = memory.estimate(CNNMRF16.replace(bank_dtype='float16'), (480, 640), [(480, 640)])
+    assert 0.5 < half.parts['style_banks'] / full.parts['style_banks'] < 0.51
+
+
+@pytest.mark.parametrize('preset, styles, map_channels', [
+    ('dsanno', [(36, 44)], 0), ('dsanno', [(36, 44), (46, 38)], 0), (CNNMRF16, [(40, 52)], 0),
+    (CNNMRF16, [(40, 52)], 2)])
+def test_the_bank_part_is_the_real_bank_s_size(vgg, preset, styles, map_channels):
+    config = presets.get_preset(preset).replace(resolution_num=1)
+    shape = (48, 64)
+    found = memory.estimate(config, shape, styles, map_channels=map_channels)
+    assert found.phase == 'steps'
+    rng = numpy.random.RandomState(0)
+    images = [rng.uniform(-100, 100, (1, 3) + s).astype(numpy.float32) for s in styles]
+    maps = {} if not map_channels else dict(
+        style_maps=[numpy.full((1, map_channels) + s, 0.5, numpy.float32) for s in styles],
+        content_map=numpy.full((1, map_channels) + shape, 0.5, numpy.float32))
+    terms = mrf.mrf_terms(vgg, images, vgg.shapes(shape, config.style_layers), config, **maps)
+    assert found.parts['style_banks'] == sum(
+        term.bank.patches.nbytes + term.bank.inverse_norms.nbytes for term in terms)
+
+
+def test_the_estimate_reads_the_sizes_prepare_makes():
+    for loaded, config in [
+            (_loaded(), _configured(_loaded())),
+            (_loaded(), _configured(_loaded(), CNNMRF16, max_size=100)),
+            (_loaded(content=False), _configured(_loaded(content=False), CNNMRF16)),
+            (_loaded(content=False), _configured(_loaded(content=False), size=(70, 30)))]:
+        shape, style_shapes = inputs.synthesis_shapes(loaded, config)
+        prepared = inputs.prepare(loaded, config)
+        assert shape == prepared.shape
+        assert style_shapes == [s.shape[2:] for s in prepared.styles]
+
+
+# --- the check --------------------------------------------------------------------------------
+
+def _refused(config, loaded, **options):
+    with pytest.raises(memory.MemoryRequestError) as raised:
+        memory.check(config, loaded, **options)
+    message = str(raised.value)
+    assert '\n' not in message
+    return message
+
+
+def _fitting(message, name):
+    found = re.search(r'; %s (\S+) would fit' % name, message)
+    assert found, message
+    return found.group(1)
+
+
+def test_a_20000_pixel_wide_request_is_refused_naming_a_width_that_fits(monkeypatch):
+    loaded = _loaded()
+    config = _configured(loaded, width=20000)
+    message = _refused(config, loaded)  # 1.5 TiB: more than any machine here
+    assert re.match(r'this synthesis needs about [\d.]+ [GT]iB at its peak \(estimate\), but '
+                    r'[\d.]+ [GMT]i?B of memory is available; width \d+ would fit \(or set '
+                    r'memory_limit to run anyway\)$', message), message
+    monkeypatch.setattr(memory, 'available', lambda device=-1: 2 * GiB)
+    message = _refused(config, loaded)
+    assert 'but 2.0 GiB of memory is available' in message
+    width = int(_fitting(message, 'width'))
+    assert 256 < width < 20000
+    assert memory.check(config.replace(width=width), loaded).total <= 2 * GiB + \
+        memory.PROCESS_BYTES
+    _refused(config.replace(width=int(width * 1.1)), loaded)
+
+
+def test_a_texture_of_100000_squared_is_refused_at_once_and_without_allocating():
+    loaded = _loaded(content=False)
+    config = _configured(loaded, CNNMRF16, size=(100000, 100000))
+    start = time.perf_counter()
+    message = _refused(config, loaded, limit=8 * GiB)
+    assert time.perf_counter() - start < 1  # 0.06 s on the 2-core machine, idle
+    tracemalloc.start()
+    try:
+        assert _refused(config, loaded, limit=8 * GiB) == message
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20  # the whole search, where one layer's patches would take terabytes
+    assert message.startswith('this synthesis needs about ') and 'TiB at its peak' in message
+    assert 'but memory_limit is 8.0 GiB' in message and message.endswith(
+        '(or raise memory_limit)')
+    width, height = map(int, _fitting(message, 'size').split('x'))
+    assert width == height and 1000 < width < 100000
+    assert memory.check(config.replace(size=(width, height)), loaded, limit=8 * GiB).total \
+        <= 8 * GiB
+    # Against the memory this machine has (28.9 TiB are more than any has).
+    assert re.search(r'GiB of memory is available; size \d+x\d+ would fit \(or set '
+                     r'memory_limit to run anyway\)$', _refused(config, loaded))
+
+
+def test_an_explicit_limit_above_what_is_available_runs_anyway(monkeypatch):
+    monkeypatch.setattr(memory, 'available', lambda device=-1: 1 << 20)
+    loaded = _loaded()
+    config = _configured(loaded, width=2000)
+    _refused(config, loaded)
+    found = memory.check(config, loaded, limit=1 << 40)
+    assert found.total > 1 << 20
+
+
+def test_nothing_is_refused_when_the_memory_available_is_unknown(monkeypatch):
+    monkeypatch.setattr(memory, 'available', lambda device=-1: None)
+    loaded = _loaded()
+    assert memory.check(_configured(loaded, width=20000), loaded).total > 100 * GiB
+
+
+def test_no_size_fits_when_the_network_alone_does_not():
+    loaded = _loaded()
+    message = _refused(_configured(loaded), loaded, limit=1 << 20)
+    assert '; no size fits (or raise memory_limit)' in message
+
+
+def test_the_memory_available_on_this_machine_is_a_positive_count():
+    room = memory.available()
+    assert isinstance(room, int) and room > 0
+
+
+@needs_cuda
+def test_a_gpu_request_is_checked_against_the_gpu_s_memory():
+    loaded = _loaded()
+    room = memory.available(0)
+    assert isinstance(room, int) and room > 0
+    message = _refused(_configured(loaded, width=100000), loaded, device=0)
+    assert 'of GPU memory at its peak' in message and 'of GPU memory is available' in message
+
+
+def _write(folder, **files):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name.replace('_', '.', 1)).write_text(text)
+
+
+@pytest.mark.parametrize('version', ['v1', 'v2'])
+def test_a_cgroup_limit_caps_the_memory_available(tmp_path, monkeypatch, version):
+    root = tmp_path / 'sys'
+    if version == 'v2':
+        line = '0::/user.slice/app\n'
+        _write(root / 'user.slice', memory_max='max', memory_current='123')
+        _write(root / 'user.slice' / 'app', memory_max=str(3 * GiB), memory_current=str(GiB))
+    else:  # the tightest limit is an ancestor's; "no limit" is a huge number in v1
+        line = '7:pids:/\n4:memory:/jobs/one\n'
+        _write(root / 'memory' / 'jobs', memory_limit_in_bytes=str(4 * GiB),
+               memory_usage_in_bytes=str(2 * GiB))
+        _write(root / 'memory' / 'jobs' / 'one', memory_limit_in_bytes='9223372036854771712',
+               memory_usage_in_bytes=str(GiB))
+    (tmp_path / 'cgroup').write_text(line)
+    monkeypatch.setattr(memory, '_CGROUP', str(root))
+    monkeypatch.setattr(memory, '_SELF_CGROUP', str(tmp_path / 'cgroup'))
+    assert memory.available() == 2 * GiB  # far below this machine's free memory
+    (tmp_path / 'cgroup').write_text('0::/elsewhere\n')
+    assert memory.available() > 2 * GiB  # no limit set there: the kernel's figure
+
+
+def test_a_gpu_request_names_the_gpu_s_memory(monkeypatch):
+    monkeypatch.setattr(memory, 'available', lambda device=-1: GiB)
+    gpu = types.SimpleNamespace(xp=types.SimpleNamespace(__name__='cupy'),
+                                device=types.SimpleNamespace(id=0))
+    loaded = _loaded()
+    message = _refused(_configured(loaded, width=4000), loaded, device=gpu)
+    assert 'of GPU memory at its peak' in message and '1.0 GiB of GPU memory is available' \
+        in message
+    width = int(_fitting(message, 'width'))
+    # On the GPU the interpreter is not counted.
+    assert memory.check(_configured(loaded, width=width), loaded, device=gpu).total <= GiB
