@@ -114,10 +114,20 @@ def check_inputs(inputs, config):
         config (chainer_mrf.presets.Preset): the configuration.
 
     Raises:
-        ValueError: a colour option without a content image; the ``'map'`` start without a
-            content map; not one ``style_image_weights`` value per style image.
+        ValueError: a colour option without a content image; with one, ``size`` (the output
+            takes the content's shape) or no content layer (``content_weight=0`` drops the
+            content term); the ``'map'`` start without a content map; not one
+            ``style_image_weights`` value per style image.
     """
-    if inputs.content is None:
+    if inputs.content is not None:
+        if config.size is not None:
+            # It would be ignored: say so rather than make an image of another size.
+            raise ValueError('size sets the shape of a texture or a doodle; with a content '
+                             'image the output takes its shape (set width or max_size)')
+        if not config.content_layers:
+            raise ValueError('content_layers is empty: a content image needs a content layer '
+                             '(content_weight 0 drops the content term)')
+    else:
         asked = [name for name in COLOUR_OPTIONS if getattr(config, name)]
         if asked:
             # Each of them takes the content image's colours; a doodle or texture has none.

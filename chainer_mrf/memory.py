@@ -32,7 +32,7 @@ import typing
 
 import numpy
 
-from chainer_mrf import image, patches, pyramid, style_copies, vgg, weights
+from chainer_mrf import patches, pyramid, style_copies, vgg, weights
 from chainer_mrf import inputs as inputs_lib
 
 FLOAT = 4
@@ -404,14 +404,9 @@ def _copy_shapes(shape, config):
     """(H, W) of each style copy :func:`chainer_mrf.style_copies.style_copies` makes of a
     level's style of ``shape``: rotated and cropped to the authors' box, then scaled."""
     height, width = shape
-    found = []
-    for r in range(-config.num_rotation, config.num_rotation + 1):
-        rows, cols = style_copies.crop_slices(width, height, r * config.rotation_step)
-        crop = (rows.stop - rows.start, cols.stop - cols.start)
-        for s in range(-config.num_scale, config.num_scale + 1):
-            longer = math.floor(max(crop) * style_copies._torch_pow(config.scale_step, s))
-            found.append(image.cnnmrf_size(crop[1], crop[0], max(longer, 1))[::-1])
-    return found
+    return [size[::-1] for *_, size in style_copies.copy_sizes(
+        width, height, config.num_rotation, config.num_scale, config.rotation_step,
+        config.scale_step)]
 
 
 def _grid(n, k, stride):

@@ -278,7 +278,7 @@ class Preset:
                              'or one per layer)' % (len(weights), len(self.style_layers)))
         for value in weights:
             _check_number('style_weight', value)
-        for field in ('lr', 'content_weight', 'tv_weight', 'lbfgs_ys_floor', 'rotation_step'):
+        for field in ('content_weight', 'tv_weight', 'lbfgs_ys_floor', 'rotation_step'):
             _check_number(field, getattr(self, field))
         for field in ('lr', 'texture_style_scale', 'scale_step'):
             _check_number(field, getattr(self, field), positive=True)

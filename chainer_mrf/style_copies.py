@@ -194,6 +194,45 @@ def style_copies(style, num_rotation=1, num_scale=1, rotation_step=7.5, scale_st
     if style.ndim != 3 or 0 in style.shape or style.dtype.kind != 'f':
         raise ValueError('style_copies takes a floating-point style image of shape (C, H, W) '
                          'with pixels; got %s of shape %s' % (style.dtype, style.shape))
+    height, width = style.shape[1:]
+    plan = copy_sizes(width, height, num_rotation, num_scale, rotation_step, scale_step)
+    style = style.astype(numpy.float32, copy=False)
+    step = math.radians(rotation_step)  # math.pi / 24 exactly for 7.5, as the authors' constant
+    copies = []
+    turned = None
+    for r, rows, cols, size in plan:
+        if turned is None or turned[0] != r:  # rotations outer: each is turned once
+            turned = r, _rotate(style, step * r)
+        copies.append(image.resize_bilinear(turned[1][:, rows, cols], size))
+    return copies
+
+
+def copy_sizes(width, height, num_rotation=1, num_scale=1, rotation_step=7.5, scale_step=1.05):
+    """Where each copy of :func:`style_copies` comes from and its size, without any pixel: what
+    a memory estimate (:mod:`chainer_mrf.memory`) needs to know of the copies.
+
+    Args:
+        width (int): the style's width.
+        height (int): the style's height.
+        num_rotation (int): R, as :func:`style_copies`. Default: 1.
+        num_scale (int): S, as :func:`style_copies`. Default: 1.
+        rotation_step (float): degrees between rotations. Default: 7.5.
+        scale_step (float): factor between scales. Default: 1.05.
+
+    Returns:
+        list of tuple: ``(r, rows, cols, size)`` for each copy in :func:`style_copies`' order:
+        the rotation index (the style is turned by ``r * rotation_step`` degrees), the row and
+        column slices of the crop of the turned style, and the copy's (width, height).
+
+    Raises:
+        ValueError: as :func:`style_copies`, for the counts, the steps, the angle, a crop box
+            that collapses or a copy with a side of 0 pixels.
+
+    Examples:
+        >>> [size for *_, size in copy_sizes(256, 200, num_rotation=0)]
+        [(243, 189), (256, 200), (268, 209)]
+    """
+    width, height = _sizes(width, height)
     num_rotation = _count(num_rotation, 'num_rotation')
     num_scale = _count(num_scale, 'num_scale')
     rotation_step = _positive_step(rotation_step, 'rotation_step')
@@ -202,23 +241,18 @@ def style_copies(style, num_rotation=1, num_scale=1, rotation_step=7.5, scale_st
         raise ValueError('num_rotation * rotation_step must stay below %g degrees (the authors\' '
                          'crop box is not defined beyond); got %d x %g'
                          % (MAX_ANGLE, num_rotation, rotation_step))
-    style = style.astype(numpy.float32, copy=False)
-    height, width = style.shape[1:]
-    step = math.radians(rotation_step)  # math.pi / 24 exactly for 7.5, as the authors' constant
-    copies = []
+    step = math.radians(rotation_step)
+    plan = []
     for r in range(-num_rotation, num_rotation + 1):
-        alpha = step * r
-        rows, cols = _as_slices(_crop_box(width, height, alpha, rotation_step * r))
-        cropped = _rotate(style, alpha)[:, rows, cols]
-        crop_height, crop_width = cropped.shape[1:]
+        rows, cols = _as_slices(_crop_box(width, height, step * r, rotation_step * r))
+        crop_height, crop_width = rows.stop - rows.start, cols.stop - cols.start
         for s in range(-num_scale, num_scale + 1):
             longer = math.floor(max(crop_height, crop_width) * _torch_pow(scale_step, s))
             if longer < 1:
                 raise ValueError('a %d x %d crop scaled by %g ** %d has no pixels'
                                  % (crop_width, crop_height, scale_step, s))
-            size = image.cnnmrf_size(crop_width, crop_height, longer)
-            copies.append(image.resize_bilinear(cropped, size))
-    return copies
+            plan.append((r, rows, cols, image.cnnmrf_size(crop_width, crop_height, longer)))
+    return plan
 
 
 def _crop_box(width, height, alpha, angle_degrees):

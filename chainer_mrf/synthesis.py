@@ -19,7 +19,7 @@ import typing
 import chainer
 import numpy
 
-from chainer_mrf import colour, losses, mrf, optimizers, presets, pyramid
+from chainer_mrf import colour, losses, memory, mrf, optimizers, presets, pyramid
 from chainer_mrf import image as image_lib
 from chainer_mrf import inputs as inputs_lib
 from chainer_mrf.profiling import Profiler
@@ -178,8 +178,10 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
     else:
         inputs_lib.check_inputs(inputs, config)
     config = inputs_lib.configure(config, inputs)
-    prepared = inputs_lib.prepare(inputs, config)
     dev = _device(device)
+    # From the sizes alone, before prepare resizes anything: an oversize request is one error.
+    memory.check(config, inputs, dev, limit=config.memory_limit)
+    prepared = inputs_lib.prepare(inputs, config)
     vgg = _network(config, dev)
     profiler = Profiler(vgg, dev) if profile else None
     levels = pyramid.PYRAMIDS[config.pyramid](config.resolution_num)
