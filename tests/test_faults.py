@@ -33,7 +33,7 @@ def _assert_no_partial_files(folder):
         strict_json_lines(os.path.join(folder, 'trace.jsonl'))
 
 
-# --- divergence --------------------------------------------------------------------------------
+# --- divergence ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('extra,cause,level_step', [
     # L-BFGS's fixed step of 1000 overflows float32 after a few steps.
@@ -167,7 +167,7 @@ def test_a_run_failing_before_its_first_step_removes_the_folders_it_made(cli_ima
     assert os.listdir(out) == ['mine.txt']
 
 
-# --- signals ------------------------------------------------------------------------------------
+# --- signals -------------------------------------------------------------------------------------
 
 def _start(args, **kwargs):
     return subprocess.Popen([sys.executable, GENERATE, *map(str, args)], stdout=subprocess.PIPE,
@@ -260,7 +260,7 @@ def test_a_closed_output_pipe_does_not_end_the_run(cli_images, tmp_path, vgg16_p
     assert image.load_image(out / 'out.png').shape == (48, 64, 3)
 
 
-# --- one folder, one run ------------------------------------------------------------------------
+# --- one folder, one run -------------------------------------------------------------------------
 
 def test_a_second_run_into_a_busy_folder_is_refused(cli_images, tmp_path, vgg16_path):
     out = tmp_path / 'out'
@@ -367,7 +367,7 @@ def test_the_memory_limit_option_lets_a_run_through_or_stops_it(cli_images, tmp_
     assert done.returncode == 0, done.stderr
 
 
-# --- values ---------------------------------------------------------------------------------------
+# --- values --------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize('extra,message', [
     (['--confidence_threshold', '2'], 'confidence_threshold must be a finite number from -1.0 '
