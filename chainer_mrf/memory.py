@@ -305,8 +305,9 @@ def _level(config, arch, shape, styles, steps, content, map_channels, gpu, previ
         # The matching's chunk: a score per query and entry, and a float16 bank's entries
         # widened to float32 (matching.chunk_size_for).
         per_entry = FLOAT * bank.count + (FLOAT * bank.dim if itemsize != FLOAT else 0)
-        working = max(working, min(max(1, config.memory_budget // per_entry), bank.size)
-                      * per_entry)
+        if per_entry:  # none where a layer is smaller than a patch, which the run refuses
+            working = max(working, min(max(1, config.memory_budget // per_entry), bank.size)
+                          * per_entry)
         # The energy's difference (and its quotient by the coverage), or its gradient.
         working = max(working, FLOAT * bank.count * bank.feature_dim * (1 + coverage))
     if config.keep_color:
