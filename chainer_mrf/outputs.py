@@ -49,7 +49,7 @@ class RunFolder:
             is done. Default: ``False``.
 
     Raises:
-        ValueError: ``path`` is a file; another run holds the folder; it holds an earlier
+        ValueError: ``path`` is empty or a file; another run holds the folder; it holds an earlier
             run's files and ``force`` is not set.
         OSError: the folder cannot be created or written (read-only, no permission, a file in
             the path); the message names the path and the system's reason.
@@ -67,6 +67,8 @@ class RunFolder:
         self.written = False
         self._trace = None
         self._trace_end = 0
+        if not self.path:
+            raise ValueError('the output folder is empty: name one (. for this folder)')
         if os.path.exists(self.path) and not os.path.isdir(self.path):
             raise ValueError('output path %s exists and is not a folder' % self.path)
         self._created = _missing_ancestors(self.path)

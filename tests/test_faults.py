@@ -7,6 +7,7 @@ mid-run, two runs into one folder, a folder of an earlier run, oversize requests
 range. Damaged image files are fuzzed in test_fuzz_inputs.py.
 """
 import contextlib
+import errno
 import json
 import os
 import pathlib
@@ -116,6 +117,30 @@ def test_a_full_disk_is_one_error_and_leaves_whole_files(cli_images, tmp_path, v
         assert strict_json_lines(out / 'trace.jsonl')
 
 
+def test_a_failed_trace_write_is_cut_back_to_its_last_whole_line(tmp_path):
+    out = tmp_path / 'out'
+    with outputs.RunFolder(out) as folder:
+        folder.begin({'preset': 'dsanno'})
+        folder.record({'iteration': 1, 'tv': 0.5})
+        trace = folder._trace
+
+        class FillsUp:
+            """The trace's file on a disk that takes five more bytes."""
+            def write(self, data):
+                if trace.tell() == len(b'{"iteration": 1, "tv": 0.5}\n'):
+                    return trace.write(data[:5])
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            def __getattr__(self, name):
+                return getattr(trace, name)
+        folder._trace = FillsUp()
+        with pytest.raises(OSError, match='No space left on device') as caught:
+            folder.record({'iteration': 2, 'tv': 0.25})
+        assert caught.value.filename == str(out / 'trace.jsonl')
+    assert strict_json_lines(out / 'trace.jsonl') == [{'iteration': 1, 'tv': 0.5}]
+    assert sorted(os.listdir(out)) == ['settings.json', 'trace.jsonl']
+
+
 def _read_only(folder):
     """Makes ``folder`` read-only for this process: a read-only tmpfs for root (who writes
     through permissions), else the permission bits."""
@@ -150,6 +175,8 @@ def test_a_file_in_the_output_path_is_one_error(cli_images, tmp_path, vgg16_path
     assert_one_error(done, 'Not a directory')
     done = generate(*small_args(cli_images, tmp_path / 'notes.txt', '-m', vgg16_path))
     assert_one_error(done, 'output path %s exists and is not a folder' % (tmp_path / 'notes.txt'))
+    assert_one_error(generate(*small_args(cli_images, '', '-m', vgg16_path)),
+                     'the output folder is empty')
     assert (tmp_path / 'notes.txt').read_text() == 'mine'
 
 
