@@ -107,7 +107,8 @@ def estimate(config, output_shape, style_shapes, *, content=True, map_channels=0
 
     Raises:
         ValueError: the output is too narrow for any pyramid level
-            (:meth:`chainer_mrf.pyramid.SubsamplePyramid.factors`).
+            (:meth:`chainer_mrf.pyramid.SubsamplePyramid.factors`), or a layer is not the
+            network's.
 
     Examples:
         >>> from chainer_mrf import presets
@@ -203,7 +204,8 @@ def check(config, inputs, device=-1, limit=None):
     Raises:
         MemoryRequestError: the estimate exceeds the limit; one line naming the estimate, the
             memory available and the size option's value that would fit (or that none does).
-        ValueError: the output is too narrow for any pyramid level.
+        ValueError: the output is too narrow for any pyramid level, or a layer is not the
+            network's.
 
     Examples:
         >>> loaded = inputs_lib.load_inputs(None, 'gravel.png')  # doctest: +SKIP
@@ -252,7 +254,8 @@ def estimate_inputs(config, inputs, *, gpu=False):
         Estimate: the peak and its parts.
 
     Raises:
-        ValueError: the output is too narrow for any pyramid level.
+        ValueError: the output is too narrow for any pyramid level, or a layer is not the
+            network's.
 
     Examples:
         >>> loaded = inputs_lib.load_inputs(None, 'gravel.png')  # 192 x 192  # doctest: +SKIP
@@ -336,8 +339,7 @@ def _banks(config, arch, shape, styles, map_channels):
         for copy in _copy_shapes(style, config):
             walked = _layer_maps(arch, copy, config.style_layers, every=True)
             for name in maps:
-                if name in walked:
-                    maps[name].append(walked[name])
+                maps[name].append(walked[name])
             # A convolution's input and output (a ReLU is done in place of its output).
             sizes = [c * h * w for name, (c, h, w) in walked.items()
                      if not name.startswith('relu')]
@@ -345,8 +347,6 @@ def _banks(config, arch, shape, styles, map_channels):
     synthesised = _layer_maps(arch, shape, config.style_layers)
     banks = []
     for name in config.style_layers:
-        if name not in synthesised:
-            continue  # a layer the network lacks: synthesize reports it
         channels, height, width = synthesised[name]
         banks.append(_Bank(
             size=sum(_grid(h, k, config.sample_stride) * _grid(w, k, config.sample_stride)
@@ -382,23 +382,12 @@ def _activations(arch, shape, layers, gpu):
 
 
 def _layer_maps(arch, shape, layers, every=False):
-    """``{name: (C, H, W)}`` of the network's layers for an input of ``shape`` (H, W), from the
-    architecture's table (no weights are loaded): the requested ``layers``, or with ``every``
-    every layer up to the last of them. Names the network lacks are left out."""
-    height, width = shape
-    walked = []
-    convs = weights.conv_layers(arch)
-    for i, (name, _, channels) in enumerate(convs):
-        walked.append((name, (channels, height, width)))
-        walked.append((name.replace('conv', 'relu'), (channels, height, width)))
-        if i + 1 == len(convs) or convs[i + 1][0][4] != name[4]:  # the block's last
-            height, width = -(-height // 2), -(-width // 2)
-            walked.append(('pool' + name[4], (channels, height, width)))
-    names = [name for name, _ in walked]
-    known = [names.index(name) for name in layers if name in names]
-    if not every:
-        return {name: size for name, size in walked if name in layers}
-    return dict(walked[:max(known) + 1]) if known else {}
+    """``{name: (C, H, W)}`` of the network's layers for an input of ``shape`` (H, W)
+    (:func:`chainer_mrf.vgg.walk`, no weights loaded): the requested ``layers``, or with
+    ``every`` every layer up to the last of them."""
+    return {name: (channels, height, width)
+            for name, _, channels, height, width in vgg.walk(arch, shape, layers)
+            if every or name in layers}
 
 
 def _copy_shapes(shape, config):

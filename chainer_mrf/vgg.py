@@ -46,6 +46,72 @@ def weights_for(arch='vgg16', model=None):
     return arch, weights_lib.default_path(arch)
 
 
+def layer_names(arch):
+    """Every layer of an architecture, in forward order: ``conv{B}_{C}`` and ``relu{B}_{C}``
+    for each convolution, ``pool{B}`` after the last of block ``B``.
+
+    Raises:
+        ValueError: for an unknown architecture.
+
+    Examples:
+        >>> layer_names('vgg16')[:5]
+        ['conv1_1', 'relu1_1', 'conv1_2', 'relu1_2', 'pool1']
+    """
+    convs = [name for name, _, _ in weights_lib.conv_layers(arch)]
+    names = []
+    for name, following in zip(convs, convs[1:] + [None]):
+        names += [name, name.replace('conv', 'relu')]
+        if following is None or following[4] != name[4]:  # the block's last
+            names.append('pool' + name[4])
+    return names
+
+
+def check_layers(arch, layers):
+    """Checks that an architecture has every layer of ``layers``.
+
+    Raises:
+        ValueError: naming the unknown layers and the valid ones.
+    """
+    names = layer_names(arch)
+    unknown = [name for name in layers if name not in names]
+    if unknown:
+        raise ValueError('unknown %s layer %s (valid: %s)' % (
+            arch.upper(), ', '.join(unknown), ', '.join(names)))
+
+
+def walk(arch, shape, layers):
+    """The layers a forward pass runs for ``layers``, from the architecture's table alone (no
+    weights are loaded): what :meth:`VGG.shapes`, :meth:`VGG.flops` and the memory estimate
+    (:mod:`chainer_mrf.memory`) count.
+
+    Args:
+        arch (str): ``'vgg16'`` or ``'vgg19'``.
+        shape (tuple of int): the input's (H, W).
+        layers (iterable of str): the requested layers.
+
+    Returns:
+        iterator: ``(name, C_in, C_out, H, W)`` of every layer up to the last of ``layers``,
+        where H and W are the layer's output size (a convolution keeps its input's).
+
+    Raises:
+        ValueError: for an unknown layer.
+    """
+    layers = list(layers)
+    check_layers(arch, layers)
+    names = layer_names(arch)
+    out_channels = {name: out for name, _, out in weights_lib.conv_layers(arch)}
+    height, width = shape
+    last = max((names.index(name) for name in layers), default=-1)
+    channels = 3
+    for name in names[:last + 1]:
+        previous = channels
+        if name.startswith('conv'):
+            channels = out_channels[name]
+        elif name.startswith('pool'):
+            height, width = -(-height // 2), -(-width // 2)
+        yield name, previous, channels, height, width
+
+
 class VGG(chainer.Chain):
     """A VGG network's convolution layers, returning any of their activations.
 
@@ -89,19 +155,10 @@ class VGG(chainer.Chain):
             raise ValueError('%s holds %s weights, not %s' % (path, found.upper(), arch.upper()))
         self.arch = found
         self.pooling = pooling
-        self._convs = [name for name, _, _ in weights_lib.conv_layers(found)]
-        for name in self._convs:
+        for name, _, _ in weights_lib.conv_layers(found):
             self.add_persistent(name + '_W', arrays[name + '/W'])
             self.add_persistent(name + '_b', arrays[name + '/b'])
-        self.layer_names = []
-        for name in self._convs:
-            self.layer_names += [name, name.replace('conv', 'relu')]
-            if self._is_block_end(name):
-                self.layer_names.append('pool' + name[4])
-
-    def _is_block_end(self, conv):
-        following = self._convs[self._convs.index(conv) + 1:]
-        return not following or following[0][4] != conv[4]
+        self.layer_names = layer_names(found)
 
     def forward(self, x, layers=('relu4_2',)):
         """Runs the network up to the last requested layer.
@@ -147,10 +204,7 @@ class VGG(chainer.Chain):
         Raises:
             ValueError: naming the unknown layers and the valid ones.
         """
-        unknown = [name for name in layers if name not in self.layer_names]
-        if unknown:
-            raise ValueError('unknown %s layer %s (valid: %s)' % (
-                self.arch.upper(), ', '.join(unknown), ', '.join(self.layer_names)))
+        check_layers(self.arch, layers)
 
     def flops(self, shape, layers=('relu4_2',)):
         """The floating-point operations of the convolutions ``forward`` runs for ``layers``.
@@ -173,7 +227,8 @@ class VGG(chainer.Chain):
             173408256
         """
         return sum(2 * 9 * channels * out_channels * height * width
-                   for name, channels, out_channels, height, width in self._walk(shape, layers)
+                   for name, channels, out_channels, height, width in walk(self.arch, shape,
+                                                                           layers)
                    if name.startswith('conv'))
 
     def shapes(self, shape, layers=('relu4_2',)):
@@ -195,23 +250,8 @@ class VGG(chainer.Chain):
         """
         wanted = set(layers)
         return {name: (channels, height, width)
-                for name, _, channels, height, width in self._walk(shape, layers)
+                for name, _, channels, height, width in walk(self.arch, shape, layers)
                 if name in wanted}
-
-    def _walk(self, shape, layers):
-        """(name, C_in, C_out, H, W) of every layer up to the last of ``layers``, where H and W
-        are the layer's output size (a convolution keeps its input's)."""
-        self.check_layers(layers)
-        height, width = shape
-        last = max((self.layer_names.index(name) for name in layers), default=-1)
-        channels = 3
-        for name in self.layer_names[:last + 1]:
-            previous = channels
-            if name.startswith('conv'):
-                channels = getattr(self, name + '_W').shape[0]
-            elif name.startswith('pool'):
-                height, width = -(-height // 2), -(-width // 2)
-            yield name, previous, channels, height, width
 
     def _pool(self, h):
         if self.pooling == 'max':
