@@ -18,6 +18,11 @@ next level's are built, so the peak is that of the largest level and phase. What
 keeps of freed memory comes on top, in proportion; that share and the process are measured
 (``benchmarks/memory.py``), the rest is counted.
 
+Over several ranks (:mod:`chainer_mrf.distributed`) the estimate is one rank's peak, the largest:
+each rank holds its share of each bank (whole chunks of the matching's grid) and, at each step,
+the winners' patches gathered from the others; everything else (the network's passes over every
+style copy included) is replicated, and counted whole.
+
 Examples:
     >>> from chainer_mrf import presets
     >>> needed = estimate(presets.CNNMRF.replace(arch='vgg16'), (638, 800), [(800, 625)])
@@ -32,7 +37,7 @@ import typing
 
 import numpy
 
-from chainer_mrf import patches, pyramid, style_copies, vgg, weights
+from chainer_mrf import distributed, matching, patches, pyramid, style_copies, vgg, weights
 from chainer_mrf import inputs as inputs_lib
 
 FLOAT = 4
@@ -67,16 +72,18 @@ class Estimate:
         parts (dict): bytes of each part at the peak, by name. Throughout: ``process`` (the
             interpreter and libraries; not on a GPU), ``weights`` (the network's), ``images``
             (on the CPU the full-size inputs, resized, and the start; the level's images),
-            ``style_banks``, ``targets`` (the content term's features) and ``allocator``
-            (freed memory not handed back, :data:`ALLOCATOR_SHARE` of the arrays). While a
-            level steps: ``optimizer`` (its state, with L-BFGS's history), ``activations``
-            (the network's outputs kept for the backward pass), ``patches`` (the synthesised
-            and matched patches, the coverage and the content map's columns) and ``working``
-            (the largest short-lived arrays: a chunk of scores, at most ``memory_budget``; a
-            layer's patch differences; the backward pass's gradient maps). While its banks
-            are built: ``style_features`` (the style copies' features, the float32 parts of
-            the bank being filled, the network's working maps) and ``previous_level`` (the
-            last level's optimiser state, not yet freed).
+            ``style_banks`` (over several ranks, one rank's shares), ``targets`` (the content
+            term's features) and ``allocator`` (freed memory not handed back,
+            :data:`ALLOCATOR_SHARE` of the arrays). While a level steps: ``optimizer`` (its
+            state, with L-BFGS's history), ``activations`` (the network's outputs kept for the
+            backward pass), ``patches`` (the synthesised and matched patches, the coverage and
+            the content map's columns) and ``working`` (the largest short-lived arrays: a chunk
+            of scores, at most ``memory_budget``; the matched patches before they are widened
+            or, over several ranks, gathered; a layer's patch differences; the backward pass's
+            gradient maps). While its banks are built: ``style_features`` (the style copies'
+            features, the float32 parts of the bank being filled, or those a rank cuts its
+            share from, the network's working maps) and ``previous_level`` (the last level's
+            optimiser state, not yet freed).
         level (int): the pyramid level (0 the coarsest kept) where the peak falls.
         phase (str): ``'steps'`` or ``'style banks'`` (while the level's banks are built).
     """
@@ -87,7 +94,8 @@ class Estimate:
     phase: str
 
 
-def estimate(config, output_shape, style_shapes, *, content=True, map_channels=0, gpu=False):
+def estimate(config, output_shape, style_shapes, *, content=True, map_channels=0, gpu=False,
+             shards=1):
     """The peak memory of a synthesis, counted from its sizes; nothing large is allocated.
 
     Args:
@@ -101,9 +109,12 @@ def estimate(config, output_shape, style_shapes, *, content=True, map_channels=0
         map_channels (int): the semantic maps' channel count, 0 without maps. Default: 0.
         gpu (bool): the device's memory on a GPU: what lives on the host (the process, the
             full-size images) is left out. Default: ``False``.
+        shards (int): the ranks each style bank is sharded over
+            (:func:`chainer_mrf.distributed.shard`); above 1 the estimate is the peak of the
+            rank that needs the most. Default: 1, one process.
 
     Returns:
-        Estimate: the peak and its parts.
+        Estimate: the peak and its parts (one rank's over several).
 
     Raises:
         ValueError: the output is too narrow for any pyramid level
@@ -136,7 +147,7 @@ def estimate(config, output_shape, style_shapes, *, content=True, map_channels=0
         shape = levels.level_shape(output_shape, factor)
         styles = [levels.level_shape(s, factor) for s in style_shapes]
         for phase, parts in _level(config, arch, shape, styles, steps, content, map_channels,
-                                   gpu, previous):
+                                   gpu, previous, shards):
             parts = dict(fixed, **{name: fixed.get(name, 0) + value
                                    for name, value in parts.items()})
             if best is None or sum(parts.values()) > best.total:
@@ -181,7 +192,7 @@ def available(device=-1):
     return found
 
 
-def check(config, inputs, device=-1, limit=None):
+def check(config, inputs, device=-1, limit=None, *, shards=1, sharing=1):
     """Refuses a synthesis that would not fit in memory, before anything large is allocated.
 
     To be called once the inputs are loaded and configured, before
@@ -193,9 +204,15 @@ def check(config, inputs, device=-1, limit=None):
         inputs (chainer_mrf.inputs.Inputs): the loaded inputs.
         device (chainer.backend.Device or int): where the synthesis runs, as
             :func:`available`. Default: -1, the CPU.
-        limit (int or None): bytes the synthesis may take at its peak, on purpose above what
-            is available if need be; ``None`` takes :func:`available` (what the process holds
-            already, the interpreter, counts as available there). Default: ``None``.
+        limit (int or None): bytes the synthesis (each rank's part of it) may take at its
+            peak, on purpose above what is available if need be; ``None`` takes
+            :func:`available` (what the process holds already, the interpreter, counts as
+            available there). Default: ``None``.
+        shards (int): the ranks each style bank is sharded over, as :func:`estimate`.
+            Default: 1.
+        sharing (int): the ranks on this node, which share its memory: with ``limit``
+            ``None`` on the CPU each rank may take :func:`available` divided by them (a GPU
+            is one rank's). Default: 1.
 
     Returns:
         Estimate: the estimate, for a request that fits (or when nothing is known of the
@@ -217,31 +234,40 @@ def check(config, inputs, device=-1, limit=None):
     """
     gpu = _gpu_id(device) is not None
     room = int(limit) if limit is not None else available(device)
+    divided = limit is None and not gpu and sharing > 1
+    if divided and room is not None:
+        room //= sharing
 
     def needed(found):
         # A limit bounds the whole peak; what is available comes on top of what the process
         # holds already, the interpreter and its libraries.
         return found.total - (found.parts.get('process', 0) if limit is None else 0)
 
-    found = estimate_inputs(config, inputs, gpu=gpu)
+    def estimated(candidate):
+        return estimate_inputs(candidate, inputs, gpu=gpu, shards=shards)
+
+    found = estimated(config)
     if room is None or needed(found) <= room:
         return found
     where = 'GPU memory' if gpu else 'memory'
     if limit is None:
-        against = 'but %s of %s is available' % (_format_bytes(room), where)
+        against = 'but %s of %s is available%s' % (
+            _format_bytes(room), where,
+            ' to each of the %d ranks on this node' % sharing if divided else '')
         advice = 'or set memory_limit to run anyway'
     else:
         against = 'but memory_limit is %s' % _format_bytes(room)
         advice = 'or raise memory_limit'
-    smaller = _fitting_size(config, inputs,
-                            lambda candidate: needed(estimate_inputs(candidate, inputs, gpu=gpu))
+    smaller = _fitting_size(config, inputs, lambda candidate: needed(estimated(candidate))
                             <= room)
-    raise MemoryRequestError('this synthesis needs about %s%s at its peak (estimate), %s; %s (%s)'
-                             % (_format_bytes(found.total), ' of GPU memory' if gpu else '',
-                                against, smaller or 'no size fits', advice))
+    raise MemoryRequestError('this synthesis needs about %s%s at its peak%s (estimate), %s; %s '
+                             '(%s)' % (_format_bytes(found.total),
+                                       ' of GPU memory' if gpu else '',
+                                       ' on each of its %d ranks' % shards if shards > 1 else '',
+                                       against, smaller or 'no size fits', advice))
 
 
-def estimate_inputs(config, inputs, *, gpu=False):
+def estimate_inputs(config, inputs, *, gpu=False, shards=1):
     """:func:`estimate` for loaded inputs: their sizes under ``config``'s size rule.
 
     Args:
@@ -249,6 +275,8 @@ def estimate_inputs(config, inputs, *, gpu=False):
             :func:`chainer_mrf.inputs.configure`.
         inputs (chainer_mrf.inputs.Inputs): the loaded inputs (only their shapes are read).
         gpu (bool): the device's memory on a GPU, as :func:`estimate`. Default: ``False``.
+        shards (int): the ranks each style bank is sharded over, as :func:`estimate`.
+            Default: 1.
 
     Returns:
         Estimate: the peak and its parts.
@@ -266,36 +294,26 @@ def estimate_inputs(config, inputs, *, gpu=False):
     shape, style_shapes = inputs_lib.synthesis_shapes(inputs, config)
     map_channels = 0 if inputs.style_maps[0] is None else inputs.style_maps[0].shape[1]
     return estimate(config, shape, style_shapes, content=inputs.content is not None,
-                    map_channels=map_channels, gpu=gpu)
+                    map_channels=map_channels, gpu=gpu, shards=shards)
 
 
-_Bank = collections.namedtuple('_Bank', 'size dim feature_dim count features')
-"""One style layer's bank at a level: S patches of length D (features and map columns), the
-feature part's length, the synthesised patches P matched at each step, and the bytes of the
-style copies' feature maps it is built from."""
+_Bank = collections.namedtuple('_Bank', 'size counts dim feature_dim count features chunk')
+"""One style layer's bank at a level: S patches (the counts of each style copy's) of length D
+(features and map columns), the feature part's length, the synthesised patches P matched at each
+step, the bytes of the style copies' feature maps it is built from and the entries of a chunk of
+the matching (:func:`chainer_mrf.matching.chunk_size_for`, 0 without entries)."""
 
 
-def _level(config, arch, shape, styles, steps, content, map_channels, gpu, previous):
+def _level(config, arch, shape, styles, steps, content, map_channels, gpu, previous, shards):
     """The parts of one level of ``steps`` steps while its banks are built and while it
-    steps, as ``(phase, parts)`` pairs; ``previous`` is the last level's optimiser state."""
+    steps, as ``(phase, parts)`` pairs, for each way one of ``shards`` ranks holds the banks;
+    ``previous`` is the last level's optimiser state."""
     pixels = shape[0] * shape[1]
     images = FLOAT * 3 * pixels * (1 + content + len(styles))  # x, content, styles at the level
     targets = FLOAT * sum(c * h * w for c, h, w in
                           _layer_maps(arch, shape, config.content_layers).values())
     banks, passing = _banks(config, arch, shape, styles, map_channels)
     itemsize = numpy.dtype(config.bank_dtype).itemsize
-    bank_bytes = [bank.size * (bank.dim * itemsize + FLOAT) for bank in banks]
-    # Building the banks: first the network's passes over every style copy, whose features
-    # are all kept, then bank i is filled beside its float32 parts, from its features and
-    # with those of the later banks still held.
-    features = sum(bank.features for bank in banks)
-    building = [(0, features + passing)]
-    for i, bank in enumerate(banks):
-        building.append((sum(bank_bytes[:i + 1]),
-                         sum(b.features for b in banks[i:]) + FLOAT * bank.size * bank.dim))
-    built, held = max(building, key=sum)
-    yield 'style banks', {'images': images, 'style_banks': built, 'style_features': held,
-                          'targets': targets, 'previous_level': previous}
     image_size = 3 * pixels
     coverage = config.overlap == 'average'
     patch_bytes = working = 0
@@ -305,12 +323,6 @@ def _level(config, arch, shape, styles, steps, content, map_channels, gpu, previ
         # level.
         patch_bytes += FLOAT * bank.count * ((2 + coverage) * bank.feature_dim
                                              + (bank.dim if map_channels else 0))
-        # The matching's chunk: a score per query and entry, and a float16 bank's entries
-        # widened to float32 (matching.chunk_size_for).
-        per_entry = FLOAT * bank.count + (FLOAT * bank.dim if itemsize != FLOAT else 0)
-        if per_entry:  # none where a layer is smaller than a patch, which the run refuses
-            working = max(working, min(max(1, config.memory_budget // per_entry), bank.size)
-                          * per_entry)
         # The energy's difference (and its quotient by the coverage), or its gradient.
         working = max(working, FLOAT * bank.count * bank.feature_dim * (1 + coverage))
     if config.keep_color:
@@ -323,10 +335,67 @@ def _level(config, arch, shape, styles, steps, content, map_channels, gpu, previ
                                      gpu)
     # The backward pass turns the largest map's gradient into its input's, beside the image's.
     working = max(working, 2 * largest + FLOAT * image_size)
-    yield 'steps', {
-        'images': images, 'style_banks': sum(bank_bytes), 'targets': targets,
-        'optimizer': _optimizer_bytes(config, image_size, steps, gpu),
-        'activations': kept, 'patches': patch_bytes, 'working': working}
+    optimizer = _optimizer_bytes(config, image_size, steps, gpu)
+    for shares in _shares(banks, shards):
+        held = [stop - start for start, stop in shares]
+        bank_bytes = [n * (bank.dim * itemsize + FLOAT) for n, bank in zip(held, banks)]
+        # Building the banks: first the network's passes over every style copy, whose features
+        # are all kept, then bank i is filled beside its float32 parts (before that, a rank
+        # cuts its share out of the copies' patches), from its features and with those of the
+        # later banks still held.
+        building = [(0, sum(bank.features for bank in banks) + passing)]
+        for i, (bank, (start, stop)) in enumerate(zip(banks, shares)):
+            features = sum(b.features for b in banks[i:])
+            building += [(sum(bank_bytes[:i]),
+                          features + FLOAT * bank.dim * _cutting(bank.counts, start, stop)),
+                         (sum(bank_bytes[:i + 1]), features + FLOAT * bank.dim * held[i])]
+        built, features = max(building, key=sum)
+        yield 'style banks', {'images': images, 'style_banks': built,
+                              'style_features': features, 'targets': targets,
+                              'previous_level': previous}
+        yield 'steps', {
+            'images': images, 'style_banks': sum(bank_bytes), 'targets': targets,
+            'optimizer': optimizer, 'activations': kept, 'patches': patch_bytes,
+            'working': max([working] + [_matching_bytes(bank, n, itemsize, shards)
+                                        for bank, n in zip(banks, held)])}
+
+
+def _shares(banks, shards):
+    """Each way one of ``shards`` ranks holds the banks, once: the entries ``[start, stop)`` of
+    each bank (:func:`chainer_mrf.distributed.shard`, on the matching's chunk grid)."""
+    # A layer smaller than a patch has no entries (and no chunk); the run refuses it.
+    return sorted({tuple(distributed.shard(bank.size, bank.chunk, rank, shards) if bank.size
+                         else (0, 0) for bank in banks) for rank in range(shards)})
+
+
+def _cutting(counts, start, stop):
+    """The most float32 patches held while a rank cuts the entries ``[start, stop)`` of a bank
+    out of its style copies' patches, ``counts`` of each (:func:`chainer_mrf.mrf.style_bank`):
+    the parts so far beside a cut copy's whole patches; 0 where no copy is cut."""
+    most = kept = offset = 0
+    for count in counts:
+        low, high = max(start - offset, 0), min(stop - offset, count)
+        if low < high:
+            kept += high - low
+            if high - low < count:
+                most = max(most, kept + count)
+        offset += count
+    return most
+
+
+def _matching_bytes(bank, held, itemsize, shards):
+    """The largest of a step's matching arrays of a layer on a rank holding ``held`` of its
+    entries: a chunk of scores, with a float16 bank's entries widened to float32
+    (:func:`chainer_mrf.matching.match`); or the matched patches in the bank's type, a float16
+    bank's before they are widened and, over several ranks, the winners this rank sends and
+    those gathered from all (:class:`chainer_mrf.distributed.ShardedBank`; beside them the P
+    keys of its reduction are small)."""
+    widened = itemsize != FLOAT
+    chunk = FLOAT * min(bank.chunk, held) * (bank.count + widened * bank.dim)
+    matched = widened * bank.count
+    if shards > 1:
+        matched += min(bank.count, held) + min(bank.count, bank.size)
+    return max(chunk, itemsize * bank.dim * matched)
 
 
 def _banks(config, arch, shape, styles, map_channels):
@@ -348,13 +417,16 @@ def _banks(config, arch, shape, styles, map_channels):
     banks = []
     for name in config.style_layers:
         channels, height, width = synthesised[name]
+        counts = [_grid(h, k, config.sample_stride) * _grid(w, k, config.sample_stride)
+                  for _, h, w in maps[name]]
+        dim = (channels + map_channels) * k * k
+        count = _grid(height, k, config.synthesis_stride) * _grid(width, k,
+                                                                  config.synthesis_stride)
         banks.append(_Bank(
-            size=sum(_grid(h, k, config.sample_stride) * _grid(w, k, config.sample_stride)
-                     for _, h, w in maps[name]),
-            dim=(channels + map_channels) * k * k, feature_dim=channels * k * k,
-            count=(_grid(height, k, config.synthesis_stride)
-                   * _grid(width, k, config.synthesis_stride)),
-            features=FLOAT * sum(c * h * w for c, h, w in maps[name])))
+            size=sum(counts), counts=counts, dim=dim, feature_dim=channels * k * k,
+            count=count, features=FLOAT * sum(c * h * w for c, h, w in maps[name]),
+            chunk=matching.chunk_size_for(count, dim, config.memory_budget, config.bank_dtype,
+                                          sum(counts))))
     return banks, passing
 
 

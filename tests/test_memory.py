@@ -8,7 +8,7 @@ import chainer_mrf  # noqa: F401  (NumPy shims before chainer)
 import numpy
 import pytest
 
-from chainer_mrf import inputs, memory, mrf, presets
+from chainer_mrf import inputs, matching, memory, mrf, patches, presets, vgg as vgg_lib
 from helpers import content_card, needs_cuda, style_stripes
 
 GiB = 1 << 30
@@ -111,6 +111,86 @@ def test_the_estimate_reads_the_sizes_prepare_makes():
         assert style_shapes == [s.shape[2:] for s in prepared.styles]
 
 
+# --- a bank sharded over ranks ----------------------------------------------------------------
+
+REPLICATED = ('process', 'weights', 'images', 'targets', 'optimizer', 'activations', 'patches')
+
+
+def test_two_ranks_each_hold_half_the_banks_and_the_rest_whole():
+    one = memory.estimate(CNNMRF16, (1024, 1024), [(1024, 800)])
+    two = memory.estimate(CNNMRF16, (1024, 1024), [(1024, 800)], shards=2)
+    assert (one.phase, one.level) == (two.phase, two.level) == ('steps', 2)
+    # Whole chunks of the 64 or more of each bank: within a chunk of half.
+    assert 0.5 <= two.parts['style_banks'] / one.parts['style_banks'] < 0.52
+    assert {n: two.parts[n] for n in REPLICATED} == {n: one.parts[n] for n in REPLICATED}
+    saved = (one.total - two.total) / (1 + memory.ALLOCATOR_SHARE)
+    assert saved == pytest.approx(one.parts['style_banks'] / 2, rel=0.02)  # 0.63 GiB of 4.2
+
+
+@pytest.mark.parametrize('ranks', [2, 3])
+def test_a_rank_s_bank_part_is_its_largest_real_shard_s_size(vgg, ranks):
+    # At relu3_1 48 queries: chunks of 50 entries, so shards of several chunks that cut style
+    # copies (88 patches each) between ranks; relu4_1's bank is one chunk, the last rank's.
+    config = CNNMRF16.replace(resolution_num=1, memory_budget=4 * 48 * 50)
+    shape, styles = (48, 64), [(40, 52)]
+    found = memory.estimate(config, shape, styles, shards=ranks)
+    assert found.phase == 'steps'
+    image = numpy.random.RandomState(0).uniform(-100, 100, (1, 3) + styles[0])
+    held = []
+    for rank in range(ranks):
+        terms = mrf.mrf_terms(vgg, [image.astype(numpy.float32)],
+                              vgg.shapes(shape, config.style_layers), config,
+                              comm=types.SimpleNamespace(rank=rank, size=ranks))
+        held.append(sum(0 if t.bank.local is None else
+                        t.bank.local.patches.nbytes + t.bank.local.inverse_norms.nbytes
+                        for t in terms))
+    assert len(set(held)) > 1  # the ranks differ: the largest is counted
+    assert found.parts['style_banks'] == max(held)
+
+
+def _relu3_1(config, shape):
+    """P and D at relu3_1 for an output of ``shape``."""
+    *_, (_, _, channels, height, width) = vgg_lib.walk('vgg16', shape, ['relu3_1'])
+    rows, cols = (patches.grid_starts(n, config.patch_size, config.synthesis_stride)
+                  for n in (height, width))
+    return len(rows) * len(cols), channels * config.patch_size ** 2
+
+
+def test_ranks_past_the_last_chunk_hold_no_bank_but_all_the_rest():
+    config = CNNMRF16.replace(style_layers=('relu3_1',), style_weight=1e-4, resolution_num=1)
+    shape, styles = (512, 512), [(400, 600)]
+    whole = memory.estimate(config, shape, styles)
+    assert whole.phase == 'steps'
+    count, dim = _relu3_1(config, shape)
+    size = whole.parts['style_banks'] // (4 * dim + 4)
+    chunk = matching.chunk_size_for(count, dim, config.memory_budget, 'float32', size)
+    chunks = -(-size // chunk)
+    assert 1 < chunks < 1000
+    # One chunk each on some ranks, none on the others, which have the rest all the same.
+    spread = [memory.estimate(config, shape, styles, shards=n) for n in (chunks, 1000)]
+    assert spread[0] == spread[1]
+    assert spread[1].parts['style_banks'] == chunk * (4 * dim + 4)
+    assert {n: spread[1].parts[n] for n in REPLICATED} == {n: whole.parts[n]
+                                                          for n in REPLICATED}
+
+
+def test_the_chunk_of_scores_is_the_matching_s(monkeypatch):
+    # No budget to cut it: the chunk is the 64th of the bank that ranks share alike, and its
+    # scores (1.2 GiB for 64,516 queries) the largest short-lived array.
+    config = CNNMRF16.replace(style_layers=('relu3_1',), style_weight=1e-4, resolution_num=1,
+                              synthesis_stride=1, overlap='sum', memory_budget=1 << 40)
+    shape, styles = (1024, 1024), [(1600, 1600)]
+    found = memory.estimate(config, shape, styles)
+    assert found.phase == 'steps'
+    count, dim = _relu3_1(config, shape)
+    size = found.parts['style_banks'] // (4 * dim + 4)
+    chunk = matching.chunk_size_for(count, dim, config.memory_budget, 'float32', size)
+    assert chunk == -(-size // matching.CHUNKS_PER_BANK)
+    assert found.parts['working'] == 4 * count * chunk
+    monkeypatch.setattr(matching, 'chunk_size_for', lambda *args: 2 * chunk)
+    assert memory.estimate(config, shape, styles).parts['working'] == 4 * count * 2 * chunk
+
+
 # --- the check --------------------------------------------------------------------------------
 
 def _refused(config, loaded, **options):
@@ -188,6 +268,43 @@ def test_no_size_fits_when_the_network_alone_does_not():
     loaded = _loaded()
     message = _refused(_configured(loaded), loaded, limit=1 << 20)
     assert '; no size fits (or raise memory_limit)' in message
+
+
+def test_a_sharded_request_is_checked_per_rank(monkeypatch):
+    loaded = _loaded()
+    config = _configured(loaded, CNNMRF16, max_size=1000)
+    need = [memory.estimate_inputs(config, loaded, shards=n).total - memory.PROCESS_BYTES
+            for n in (1, 2)]
+    monkeypatch.setattr(memory, 'available', lambda device=-1: sum(need) // 2)
+    assert memory.check(config, loaded, shards=2).total == need[1] + memory.PROCESS_BYTES
+    _refused(config, loaded)
+    message = _refused(config, loaded, shards=4, limit=need[1] // 2)
+    assert 'at its peak on each of its 4 ranks (estimate), but memory_limit is' in message
+    width = int(_fitting(message, 'max_size'))
+    assert memory.check(config.replace(max_size=width), loaded, shards=4,
+                        limit=need[1] // 2).total <= need[1] // 2
+
+
+def test_ranks_on_one_node_share_its_memory(monkeypatch):
+    loaded = _loaded()
+    config = _configured(loaded, width=1000)
+    need = memory.estimate_inputs(config, loaded).total - memory.PROCESS_BYTES
+    monkeypatch.setattr(memory, 'available', lambda device=-1: need * 5 // 2)
+    memory.check(config, loaded, sharing=2)
+    message = _refused(config, loaded, sharing=3)
+    room = re.search(r'but ([\d.]+) GiB of memory is available to each of the 3 ranks on this '
+                     r'node; width \d+ would fit', message)
+    assert room, message
+    assert float(room.group(1)) == round(need * 5 / 6 / GiB, 1)
+    width = int(_fitting(message, 'width'))
+    fitting = memory.estimate_inputs(config.replace(width=width), loaded)
+    assert fitting.total - memory.PROCESS_BYTES <= need * 5 // 6
+    _refused(config.replace(width=int(width * 1.1)), loaded, sharing=3)
+    # A limit is each rank's, and a GPU is one rank's: neither is divided.
+    memory.check(config, loaded, limit=need + memory.PROCESS_BYTES, sharing=3)
+    gpu = types.SimpleNamespace(xp=types.SimpleNamespace(__name__='cupy'),
+                                device=types.SimpleNamespace(id=0))
+    memory.check(config, loaded, device=gpu, sharing=3)
 
 
 def test_the_memory_available_on_this_machine_is_a_positive_count():
