@@ -34,8 +34,9 @@ weights: $(WEIGHTS)
 $(WEIGHTS): | $(VENV)/.installed
 	$(PY) -m chainer_mrf.fetch fetch
 
+# The MPI tests start the venv's mpiexec; here they must run, not skip.
 test: $(VENV)/.installed $(WEIGHTS)
-	CHAINER_MRF_REQUIRE_WEIGHTS=1 $(PY) -m pytest tests $(PYTEST_ARGS)
+	CHAINER_MRF_REQUIRE_WEIGHTS=1 CHAINER_MRF_REQUIRE_MPI=1 $(PY) -m pytest tests $(PYTEST_ARGS)
 
 # The main job on the bundled example: dsanno's defaults (256 px wide, 3 levels x 100 steps).
 DEMO_OUT ?= out/demo

@@ -17,6 +17,8 @@ setup(
     install_requires=['chainer==7.8.1', 'numpy>=1.26', 'scipy', 'pillow'],
     extras_require={
         'gpu': ['cupy-cuda12x>=13'],
+        # Several processes (docs/scaling.md): mpi4py, and an MPI from wheels (mpiexec too).
+        'mpi': ['mpi4py>=4', 'mpich'],
         'test': ['pytest', 'protobuf==3.20.3'],
     },
     # reproduce_figures.py is left out: it needs the checkout's paper/ folder beside it.

@@ -4,11 +4,13 @@ The parser is built from :class:`chainer_mrf.presets.Preset`, so a default shown
 the library's. This module only assembles library objects, prints and writes files.
 """
 import argparse
+import collections
+import contextlib
 import os
 import re
 import sys
 
-from chainer_mrf import _cli, outputs, presets
+from chainer_mrf import _cli, distributed, outputs, presets
 from chainer_mrf.inputs import load_inputs
 from chainer_mrf.synthesis import DivergenceError, synthesize
 from chainer_mrf.vgg import weights_for
@@ -113,7 +115,9 @@ def _parser(preset, prog):
         prog=prog,
         description='CNNMRF style transfer and texture synthesis (Li & Wand 2016) with '
                     'chainer-mrf. Without --content it synthesises a texture.')
-    parser.add_argument('-c', '--content', help='content image (omit for texture synthesis)')
+    parser.add_argument('-c', '--content', action='append',
+                        help='content image (omit for texture synthesis); repeat it, or give a '
+                             'folder, for a batch written to OUT_DIR/<image name>/')
     parser.add_argument('-s', '--style', required=True, action='append',
                         help='style image; repeat it for several (their patches pool)')
     parser.add_argument('--content_map', help='semantic map of the content image (its size); '
@@ -145,23 +149,33 @@ class _Reporter:
     the snapshots, in the run's :class:`~chainer_mrf.outputs.RunFolder`.
 
     The run's files are started at the first step, so a run that fails before it (a bad layer,
-    an image too small) leaves an earlier run's files as they were.
+    an image too small) leaves an earlier run's files as they were. A rank that does not write
+    (``folder`` ``None``) only keeps the last step.
+
+    Args:
+        folder (outputs.RunFolder or None): where to write; ``None`` writes and prints nothing.
+        save_iter (int): save an image every this many steps.
+        settings (dict): the run's ``settings.json``.
+        label (str): put before each progress line (a batch's image). Default: ``''``.
     """
 
-    def __init__(self, folder, save_iter, settings):
+    def __init__(self, folder, save_iter, settings, label=''):
         self.folder = folder
         self.save_iter = save_iter
         self.settings = settings
+        self.label = label
         self.last = None
 
     def __call__(self, step):
-        if self.last is None:
+        first, self.last = self.last is None, step
+        if self.folder is None:
+            return
+        if first:
             self.folder.begin(self.settings)
-        self.last = step
         terms = '  '.join('%s %.4g' % item for item in step.losses.items())
-        _cli.say('level %d/%d  iter %d (%d)  %s  %.2f s/iter' % (
-            step.level + 1, step.levels, step.iteration, step.level_iteration, terms,
-            step.seconds))
+        _cli.say('%slevel %d/%d  iter %d (%d)  %s  %.2f s/iter' % (
+            self.label, step.level + 1, step.levels, step.iteration, step.level_iteration,
+            terms, step.seconds))
         record = {'level': step.level, 'iteration': step.iteration,
                   'level_iteration': step.level_iteration, 'seconds': step.seconds}
         record.update(step.losses)
@@ -169,60 +183,179 @@ class _Reporter:
         if step.iteration % self.save_iter == 0:
             self.folder.save('out_%04d.png' % step.iteration, step.image())
             # dsanno's report at each save
-            _cli.say('epoch %d done' % step.iteration)
-            _cli.say('losses:')
+            _cli.say('%sepoch %d done' % (self.label, step.iteration))
+            _cli.say('%slosses:' % self.label)
             width = max(len(name) for name in step.losses)
             for name, value in step.losses.items():
-                _cli.say('  {0:{width}s}: {1:f}'.format(name, value, width=width))
+                _cli.say('{0}  {1:{width}s}: {2:f}'.format(self.label, name, value,
+                                                          width=width))
+
+
+#: The files of a content folder that a batch takes, by extension (Pillow reads them all).
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm',
+                    '.pgm')
 
 
 def main(argv=None, prog='generate.py'):
     """Runs ``generate.py`` (or ``chainer-mrf``, named ``prog`` in messages); returns the exit
-    code. Errors are raised for :func:`chainer_mrf._cli.run` to report as one line."""
+    code. Errors are raised for :func:`chainer_mrf._cli.run` to report as one line.
+
+    Under an MPI launcher with several ranks (``mpiexec -n N``) the ranks share the work
+    (:mod:`chainer_mrf.distributed`): one image's style bank is sharded over them, a batch's
+    images are spread over them. Rank 0 reports; an error met by every rank is its one line,
+    an error on one rank alone aborts the job.
+    """
     argv = sys.argv[1:] if argv is None else argv
-    first = _cli.ArgumentParser(add_help=False)
-    first.add_argument('--preset', default='dsanno')
-    known, _ = first.parse_known_args(argv)
-    args = _parser(presets.get_preset(known.preset), prog).parse_args(argv)
-    options = {field: getattr(args, field) for _, field, _, _ in _OPTIONS}
-    config = presets.get_preset(args.preset).replace(**options)  # checks every value first
-    # Loaded and checked here, so that a missing, unreadable or ill-fitting image or map fails
-    # before anything is written.
-    inputs = load_inputs(args.content, args.style, content_map=args.content_map,
-                         style_map=args.style_map, preset=config)
-    arch, path = weights_for(config.arch, config.model)
-    with outputs.RunFolder(args.out_dir, force=args.force) as folder:
-        if inputs.content is not None:
-            kind = 'style transfer'
+    comm = distributed.create_communicator() if distributed.launched() else None
+    if distributed.size(comm) == 1:
+        return _main(argv, prog, None)
+    try:
+        return _main(argv, prog, comm)
+    except BaseException as e:
+        if not (isinstance(e, KeyboardInterrupt) or distributed.is_agreed(e)):
+            distributed.abort(comm, e)
+        if comm.rank == 0:
+            raise
+        return _cli.exit_code(e) if isinstance(e, KeyboardInterrupt) else 2
+
+
+def _main(argv, prog, comm):
+    with distributed.agreement(comm):
+        first = _cli.ArgumentParser(add_help=False)
+        first.add_argument('--preset', default='dsanno')
+        known, _ = first.parse_known_args(argv)
+        args = _parser(presets.get_preset(known.preset), prog).parse_args(argv)
+        options = {field: getattr(args, field) for _, field, _, _ in _OPTIONS}
+        config = presets.get_preset(args.preset).replace(**options)  # checks every value first
+        batch = _batch_contents(args)
+        arch, path = weights_for(config.arch, config.model)
+    content = args.content[0] if args.content and not batch else None
+    if distributed.rank(comm) == 0:
+        if batch:
+            kind = 'a batch of %d images' % len(batch)
         else:
-            kind = 'texture synthesis' if inputs.content_map is None else 'neural doodle'
+            kind = 'style transfer' if content else (
+                'texture synthesis' if args.content_map is None else 'neural doodle')
         _cli.say('%s with the %s preset; network %s (%s)' % (kind, config.name, arch.upper(),
                                                             path))
-        settings = outputs.settings(config, command=[prog] + list(argv), content=args.content,
-                                    style=args.style, content_map=args.content_map,
-                                    style_map=args.style_map, gpu=args.gpu)
-        reporter = _Reporter(folder, config.save_iter, settings)
-        final = os.path.join(args.out_dir, 'out.png')
+    # A GPU per rank of a node: -g names the first.
+    gpu = args.gpu + (comm.intra_rank if comm is not None and args.gpu >= 0 else 0)
+    if batch:
+        return _batch(batch, config, args, gpu, comm, [prog] + list(argv))
+    with distributed.agreement(comm):
+        # Loaded and checked here, so that a missing, unreadable or ill-fitting image or map
+        # fails before anything is written.
+        inputs = load_inputs(content, args.style, content_map=args.content_map,
+                             style_map=args.style_map, preset=config)
+    return _synthesis(inputs, config, args, args.out_dir, gpu, comm, [prog] + list(argv),
+                      content)
+
+
+def _batch_contents(args):
+    """A batch's content images (each ``-c``, a folder's images in name order), checked to go
+    to distinct folders; ``None`` for one image, a texture or a doodle."""
+    if not args.content or (len(args.content) == 1 and not os.path.isdir(args.content[0])):
+        return None
+    contents = []
+    for source in args.content:
+        if os.path.isdir(source):
+            found = sorted(os.path.join(source, name) for name in os.listdir(source)
+                           if name.lower().endswith(IMAGE_EXTENSIONS) and
+                           not name.startswith('.'))
+            if not found:
+                raise ValueError('content folder %s holds no image (%s)' % (
+                    source, ', '.join(IMAGE_EXTENSIONS)))
+            contents += found
+        else:
+            contents.append(source)
+    if args.content_map is not None:
+        raise ValueError('a batch of content images takes no --content_map (one map fits one '
+                         'image)')
+    stems = collections.Counter(_stem(c) for c in contents)
+    twice = sorted(stem for stem, count in stems.items() if count > 1)
+    if twice:
+        raise ValueError('two content images would be written to %s: give them distinct names'
+                         % os.path.join(args.out_dir, twice[0]))
+    return contents
+
+
+def _stem(path):
+    return os.path.splitext(os.path.basename(path))[0]
+
+
+def _synthesis(inputs, config, args, out_dir, gpu, comm, command, content, label=''):
+    """One synthesis into ``out_dir``, written by the rank 0 of ``comm``; returns the exit
+    code: 0, or 128 + n after signal n (the last step's image saved)."""
+    writer = comm is None or comm.rank == 0
+    with distributed.agreement(comm):
+        folder = outputs.RunFolder(out_dir, force=args.force) if writer else None
+    with folder or contextlib.nullcontext():
+        settings = outputs.settings(config, command=command, content=content, style=args.style,
+                                    content_map=args.content_map, style_map=args.style_map,
+                                    gpu=gpu)
+        reporter = _Reporter(folder, config.save_iter, settings, label)
+        final = os.path.join(out_dir, 'out.png')
         try:
-            result = synthesize(inputs=inputs, preset=config, device=args.gpu,
-                                callback=reporter)
+            result = synthesize(inputs=inputs, preset=config, device=gpu, callback=reporter,
+                                comm=comm)
         except DivergenceError as e:
-            if reporter.last is None:
-                folder.begin(settings)  # an earlier run's files go before out.png is written
-            folder.save('out.png', e.image)
-            raise ValueError('%s; the last finite image is saved as %s' % (e, final)) from None
+            if folder is not None:
+                if reporter.last is None:
+                    folder.begin(settings)  # an earlier run's files go before out.png
+                folder.save('out.png', e.image)
+            # Every rank holds the same image, so every rank meets the divergence.
+            raise distributed.agreed(ValueError(
+                '%s; the last finite image is saved as %s' % (e, final))) from None
         except KeyboardInterrupt as e:
             if reporter.last is None:
                 raise
-            with _cli.signals_ignored():  # a second Ctrl-C must not cut the save short
-                folder.save('out.png', reporter.last.image())
-            _cli.say('interrupted (%s) at iteration %d; saved %s' % (
-                e.args[0] if isinstance(e, _cli.Interrupted) else 'SIGINT',
-                reporter.last.iteration, final), file=sys.stderr)
+            if folder is not None:
+                with _cli.signals_ignored():  # a second Ctrl-C must not cut the save short
+                    folder.save('out.png', reporter.last.image())
+                _cli.say('%sinterrupted (%s) at iteration %d; saved %s' % (
+                    label, e.args[0] if isinstance(e, _cli.Interrupted) else 'SIGINT',
+                    reporter.last.iteration, final), file=sys.stderr)
             return _cli.exit_code(e)
-        folder.save('out.png', result)
-    _cli.say('saved %s' % final)
+        if folder is not None:
+            folder.save('out.png', result)
+            _cli.say('%ssaved %s' % (label, final))
     return 0
+
+
+def _batch(contents, config, args, gpu, comm, command):
+    """Each content image into ``OUT/<its stem>/``: the ranks split into groups that take the
+    images in turn (a group of several ranks shards the bank); one image's failure is its own.
+    World rank 0 prints a summary; the exit code is 2 if any image failed."""
+    group, sub = distributed.split(comm, min(len(contents), distributed.size(comm)))
+    groups = min(len(contents), distributed.size(comm))
+    outcomes = []
+    for content in contents[group::groups]:
+        label = '[%s] ' % _stem(content)
+        out_dir = os.path.join(args.out_dir, _stem(content))
+        try:
+            with distributed.agreement(sub):
+                inputs = load_inputs(content, args.style, style_map=args.style_map,
+                                     preset=config)
+            code = _synthesis(inputs, config, args, out_dir, gpu, sub, command, content, label)
+        except _cli.USER_ERRORS as e:
+            if distributed.size(sub) > 1 and not distributed.is_agreed(e):
+                raise  # the other ranks of the group would wait for this one
+            outcomes.append((content, 'failed: %s' % _cli.describe(e)))
+            continue
+        if code:
+            return code
+        outcomes.append((content, 'saved %s' % os.path.join(out_dir, 'out.png')))
+    if distributed.rank(sub) != 0:
+        outcomes = []  # the group's rank 0 reports its images
+    if comm is not None:
+        outcomes = [o for part in comm.gather_obj(outcomes) or [] for o in part]
+    failed = sum(text.startswith('failed') for _, text in outcomes)
+    if distributed.rank(comm) == 0:
+        _cli.say('batch: %d images, %d saved, %d failed' % (len(contents), len(contents) - failed,
+                                                           failed))
+        for content, text in sorted(outcomes):
+            _cli.say('  %s: %s' % (content, text))
+    return 2 if failed else 0
 
 
 def reference():

@@ -45,6 +45,14 @@ BANK_DTYPES = ('float32', 'float16')
 DEFAULT_MEMORY_BUDGET = 256 * 2 ** 20
 """Bytes for the per-chunk working memory of :func:`match` (256 MiB)."""
 
+CHUNKS_PER_BANK = 64
+"""A bank is cut into at least this many chunks (of at least :data:`MIN_CHUNK` entries), so
+that ranks sharing it (:mod:`chainer_mrf.distributed`) get equal shares of whole chunks."""
+
+MIN_CHUNK = 512
+"""The fewest entries of a chunk cut for :data:`CHUNKS_PER_BANK` (narrower products run below
+the matrix-multiply rate)."""
+
 KERNEL_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'kernels', 'match.cu')
 """The CUDA source of the GPU path."""
 
@@ -143,6 +151,21 @@ class PatchBank:
         of a float32 bank, a widened copy of a float16 one."""
         return self._stored_t[:, start:stop].astype(numpy.float32, copy=False)
 
+    @property
+    def held(self):
+        """int: the entries this process holds and scores: all of them (a rank's share of a
+        :class:`chainer_mrf.distributed.ShardedBank` holds fewer)."""
+        return self.size
+
+    def nearest(self, queries, *, memory_budget=DEFAULT_MEMORY_BUDGET, cosine=False):
+        """Each query's best entry and its patch: :func:`match`, then :meth:`take`.
+
+        Returns:
+            tuple: ``(indices, scores, targets)``, the last (P, D) float32.
+        """
+        indices, scores = match(queries, self, memory_budget=memory_budget, cosine=cosine)
+        return indices, scores, self.take(indices)
+
     def take(self, indices):
         """The stored patches at ``indices``, e.g. the targets chosen by :func:`match`.
 
@@ -160,26 +183,35 @@ class PatchBank:
 
 
 def chunk_size_for(n_queries, dim, memory_budget=DEFAULT_MEMORY_BUDGET,
-                   bank_dtype=numpy.float32):
-    """The number of bank entries per chunk that :func:`match` uses for a memory budget.
+                   bank_dtype=numpy.float32, bank_size=None):
+    """The number of bank entries per chunk that :func:`match` uses: the chunk grid.
 
     Each entry of a chunk costs one float32 score per query, plus, for a float16 bank, its
     float32 widened copy; the chunk is the budget divided by that, at least 1 (so a budget below
-    one entry's cost still works, over it).
+    one entry's cost still works, over it). Given the bank's size, the chunk is also cut to
+    ``bank_size / CHUNKS_PER_BANK`` entries, but not below :data:`MIN_CHUNK`: the products are
+    as fast (BLAS and cuBLAS run at their rate from a few hundred columns) and ranks sharing the
+    bank split it into equal shares of the same chunks, which keeps every product, and so every
+    match, identical to one process's.
 
     Args:
         n_queries (int): P.
         dim (int): D.
         memory_budget (int): bytes. Default: :data:`DEFAULT_MEMORY_BUDGET`.
         bank_dtype (dtype): the bank's storage dtype. Default: ``numpy.float32``.
+        bank_size (int or None): S, the whole bank's entries; ``None``: no cut for sharing.
+            Default: ``None``.
 
     Returns:
-        int: entries per chunk, >= 1 (:func:`match` also caps it at the bank size).
+        int: entries per chunk, >= 1 and at most ``bank_size`` where given.
     """
     per_entry = 4 * max(n_queries, 1)
     if numpy.dtype(bank_dtype) != numpy.float32:
         per_entry += 4 * dim
-    return max(1, int(memory_budget) // per_entry)
+    chunk = max(1, int(memory_budget) // per_entry)
+    if bank_size is not None:
+        chunk = min(chunk, max(MIN_CHUNK, -(-bank_size // CHUNKS_PER_BANK)), bank_size)
+    return chunk
 
 
 def match(queries, bank, *, chunk_size=None, memory_budget=DEFAULT_MEMORY_BUDGET, cosine=False):
@@ -190,7 +222,8 @@ def match(queries, bank, *, chunk_size=None, memory_budget=DEFAULT_MEMORY_BUDGET
             (its data is used; no gradient flows). Converted to float32; must be finite.
         bank (PatchBank): the prepared style patches.
         chunk_size (int or None): bank entries per chunk; ``None`` derives it from
-            ``memory_budget`` with :func:`chunk_size_for`. Default: ``None``.
+            ``memory_budget`` and the bank's size with :func:`chunk_size_for`. Default:
+            ``None``.
         memory_budget (int): bytes of working memory for the chunk's scores. Default:
             :data:`DEFAULT_MEMORY_BUDGET`.
         cosine (bool): return ``<q_i, s_j> / (max(|q_i|, eps) * max(|s_j|, eps))`` (the cosine,
@@ -215,7 +248,8 @@ def match(queries, bank, *, chunk_size=None, memory_budget=DEFAULT_MEMORY_BUDGET
     if queries.ndim != 2 or queries.shape[1] != bank.dim:
         raise ValueError('queries must have shape (P, %d), got %s' % (bank.dim, queries.shape))
     if chunk_size is None:
-        chunk_size = chunk_size_for(queries.shape[0], bank.dim, memory_budget, bank.bank_dtype)
+        chunk_size = chunk_size_for(queries.shape[0], bank.dim, memory_budget, bank.bank_dtype,
+                                    bank.size)
     elif chunk_size < 1:
         raise ValueError('chunk_size must be >= 1, got %r' % (chunk_size,))
     queries = queries.astype(numpy.float32, copy=False)
@@ -233,8 +267,18 @@ def match(queries, bank, *, chunk_size=None, memory_budget=DEFAULT_MEMORY_BUDGET
         scores = xp.dot(queries, block, out=buffer[:n * width].reshape(n, width))
         ops.update(scores, start, bank.inverse_norms[start:start + width], best, best_index)
     if cosine:
-        best *= ops.inverse_norms(queries, bank.eps)
+        cosines(best, queries, bank.eps)
     return best_index, best
+
+
+def cosines(scores, queries, eps=NORM_EPS):
+    """Turns :func:`match`'s scores into cosines in place: each divided by ``max(|q_i|, eps)``.
+
+    Shape:
+        scores: (P,) float32. queries: (P, D), of the scores' array module.
+    """
+    queries = queries.astype(numpy.float32, copy=False)
+    scores *= _ops_for(chainer.backend.get_array_module(queries)).inverse_norms(queries, eps)
 
 
 class _NumpyOps:

@@ -17,7 +17,7 @@ import chainer
 import numpy
 from chainer import function_node
 
-from chainer_mrf import losses, matching, patches, semantic, style_copies
+from chainer_mrf import distributed, losses, matching, patches, semantic, style_copies
 
 OVERLAPS = ('sum', 'average')
 """How a feature pixel's gradient combines the patches covering it: ``'sum'`` (dsanno: the mean
@@ -32,7 +32,7 @@ class NearestPatches(function_node.FunctionNode):
     matching; no gradient flows through it: the matched patches are constants of the MRF term.
 
     Args:
-        bank (matching.PatchBank): the style patches.
+        bank (matching.PatchBank or distributed.ShardedBank): the style patches.
         memory_budget (int): bytes of working memory for the scores. Default:
             :data:`chainer_mrf.matching.DEFAULT_MEMORY_BUDGET`.
         cosine (bool): return the cosine as the score (for a confidence threshold). Default:
@@ -50,9 +50,9 @@ class NearestPatches(function_node.FunctionNode):
 
     def forward(self, inputs):
         queries, = inputs
-        indices, scores = matching.match(queries, self.bank, memory_budget=self.memory_budget,
-                                         cosine=self.cosine)
-        return self.bank.take(indices), scores
+        _, scores, targets = self.bank.nearest(queries, memory_budget=self.memory_budget,
+                                               cosine=self.cosine)
+        return targets, scores
 
     def backward(self, indexes, grad_outputs):
         return None,
@@ -62,8 +62,8 @@ class MRFTerm:
     """E_s at one layer and level: ``term(feature)`` is the layer's energy.
 
     Args:
-        bank (matching.PatchBank): the style patches (with map columns after the features'
-            where semantic maps are used); see :func:`style_bank`.
+        bank (matching.PatchBank or distributed.ShardedBank): the style patches (with map
+            columns after the features' where semantic maps are used); see :func:`style_bank`.
         feature_shape (tuple of int): (C, H, W) of the synthesised feature map.
         layer (str): the layer's name, for messages. Default: ``'relu3_2'``.
         weight (float): the layer's weight. Default: 0.2 (dsanno).
@@ -157,7 +157,8 @@ class MRFTerm:
 
 
 def style_bank(features, *, layer='relu3_2', patch_size=3, stride=1, maps=None,
-               semantic_weight=1e4, weights=None, bank_dtype='float32'):
+               semantic_weight=1e4, weights=None, bank_dtype='float32', comm=None,
+               queries=None, memory_budget=matching.DEFAULT_MEMORY_BUDGET):
     """The style patches of one layer: every patch on the sample grid of every feature map.
 
     Args:
@@ -175,30 +176,65 @@ def style_bank(features, *, layer='relu3_2', patch_size=3, stride=1, maps=None,
             (:class:`chainer_mrf.matching.PatchBank`); ``None``: all 1. Default: ``None``.
         bank_dtype (str): one of :data:`chainer_mrf.matching.BANK_DTYPES`. Default:
             ``'float32'``.
+        comm: a ChainerMN communicator to shard the bank over
+            (:class:`chainer_mrf.distributed.ShardedBank`): this rank keeps only its share of
+            whole matching chunks. ``None`` (or one rank): the whole bank. Default: ``None``.
+        queries (int or None): P, the synthesised patches matched at each step, which sets the
+            chunk grid the shards follow; needed with ``comm``. Default: ``None``.
+        memory_budget (int): the matching's working memory, likewise. Default:
+            :data:`chainer_mrf.matching.DEFAULT_MEMORY_BUDGET`.
 
     Returns:
-        matching.PatchBank: the bank, in the order of ``features``.
+        matching.PatchBank or distributed.ShardedBank: the bank, in the order of ``features``.
 
     Raises:
         ValueError: a feature map is smaller than a patch.
     """
-    parts = []
-    for i, feature in enumerate(features):
+    grids = []
+    for feature in features:
         height, width = check_fits(feature.shape[2:], patch_size, 'style', layer)
+        grids.append(dict(rows=patches.grid_starts(height, patch_size, stride),
+                          cols=patches.grid_starts(width, patch_size, stride)))
+    weights = [1.0] * len(features) if weights is None else list(weights)
+    sharded = distributed.size(comm) > 1
+    if sharded:
+        counts = [len(grid['rows']) * len(grid['cols']) for grid in grids]
+        channels = features[0].shape[1] + (0 if maps is None else maps[0].shape[1])
+        size, dim = sum(counts), channels * patch_size ** 2
+        chunk = matching.chunk_size_for(queries, dim, memory_budget, bank_dtype, size)
+        start, stop = distributed.shard(size, chunk, comm.rank, comm.size)
+        offsets = numpy.cumsum([0] + counts)
+    parts, kept = [], []
+    for i, (feature, grid) in enumerate(zip(features, grids)):
+        if sharded:  # this rank's entries of this map: [low, high) of its patches
+            low, high = max(start - offsets[i], 0), min(stop - offsets[i], counts[i])
+            if low >= high:
+                continue
         if maps is not None:
             feature = semantic.append_map(feature, maps[i], semantic_weight)
-        parts.append(patches.extract_patches_array(
-            feature, patch_size, rows=patches.grid_starts(height, patch_size, stride),
-            cols=patches.grid_starts(width, patch_size, stride)))
-    return matching.PatchBank(parts, weights=weights, bank_dtype=numpy.dtype(bank_dtype))
+        part = patches.extract_patches_array(feature, patch_size, **grid)
+        if sharded and (low, high) != (0, counts[i]):
+            # A copy, so the whole map's patches go now; in their layout, which sets the
+            # rounding of the norms (a shard's norms must be the whole bank's, to the bit).
+            part = part[low:high].copy(order='K')
+        parts.append(part)
+        kept.append(weights[i])
+    local = (matching.PatchBank(parts, weights=kept, bank_dtype=numpy.dtype(bank_dtype))
+             if parts else None)
+    if not sharded:
+        return local
+    return distributed.ShardedBank(local, start, size, dim, chunk, comm,
+                                   chainer.backend.get_array_module(features[0]), bank_dtype)
 
 
-def mrf_terms(vgg, styles, feature_shapes, config, *, style_maps=None, content_map=None):
+def mrf_terms(vgg, styles, feature_shapes, config, *, style_maps=None, content_map=None,
+              comm=None):
     """The MRF term of every style layer at one level.
 
     The network runs once on each style image and each of its copies (rotated and scaled,
     :func:`chainer_mrf.style_copies.style_copies`); a layer's bank is built as soon as its
-    features are in, and its parts let go.
+    features are in, and its parts let go. With a communicator of several ranks, each rank runs
+    the network on every copy but keeps only its shard of each bank.
 
     Args:
         vgg (chainer_mrf.vgg.VGG): the network, on the styles' device.
@@ -214,6 +250,8 @@ def mrf_terms(vgg, styles, feature_shapes, config, *, style_maps=None, content_m
             w) on the device, or ``None``. Default: ``None``.
         content_map (array or None): the full-size content map, on the device (it is
             area-averaged to each layer's size). Default: ``None``.
+        comm: a ChainerMN communicator whose ranks share the banks (:func:`style_bank`), or
+            ``None``. Default: ``None``.
 
     Returns:
         list of MRFTerm: one per style layer, in ``config.style_layers`` order.
@@ -243,11 +281,15 @@ def mrf_terms(vgg, styles, feature_shapes, config, *, style_maps=None, content_m
                            else config.style_image_weights[index])
     terms = []
     for name, weight in zip(layers, config.per_layer_weights()):
+        queries = numpy.prod([len(patches.grid_starts(n, config.patch_size,
+                                                      config.synthesis_stride))
+                              for n in feature_shapes[name][1:]])
         bank = style_bank(features.pop(name), layer=name, patch_size=config.patch_size,
                           stride=config.sample_stride,
                           maps=None if maps is None else maps.pop(name),
                           semantic_weight=config.semantic_weight, weights=weights,
-                          bank_dtype=config.bank_dtype)
+                          bank_dtype=config.bank_dtype, comm=comm, queries=int(queries),
+                          memory_budget=config.memory_budget)
         layer_map = None
         if content_map is not None:
             layer_map = semantic.downsample_map(content_map, feature_shapes[name][1:]) \

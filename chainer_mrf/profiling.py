@@ -8,7 +8,8 @@ optimiser know nothing of it. It listens to Chainer's hooks:
   the same again, ``vgg_backward``);
 - a function hook remembers the nodes each network call creates and times their backward pass
   (``vgg_backward``), and times the MRF term's matching node
-  (:class:`chainer_mrf.mrf.NearestPatches`, ``matching``) and counts its products, 2 P S D;
+  (:class:`chainer_mrf.mrf.NearestPatches`, ``matching``) and counts its products, 2 P S D
+  (S: the style entries this process holds, its shard under MPI);
 - ``other`` is the rest of the step: patch extraction, the loss terms and their gradients, the
   accumulation of gradients, the optimiser's update.
 
@@ -150,7 +151,7 @@ class _NodeHook(chainer.FunctionHook):
     def forward_postprocess(self, function, in_data):
         if not self.profiler._inside and isinstance(function, NearestPatches):
             queries, = in_data
-            self.profiler._stop('matching', 2 * queries.shape[0] * function.bank.size
+            self.profiler._stop('matching', 2 * queries.shape[0] * function.bank.held
                                 * function.bank.dim)
 
     def backward_preprocess(self, function, in_data, out_grad):

@@ -19,7 +19,7 @@ import typing
 import chainer
 import numpy
 
-from chainer_mrf import colour, losses, memory, mrf, optimizers, presets, pyramid
+from chainer_mrf import colour, distributed, losses, memory, mrf, optimizers, presets, pyramid
 from chainer_mrf import image as image_lib
 from chainer_mrf import inputs as inputs_lib
 from chainer_mrf.profiling import Profiler
@@ -52,7 +52,7 @@ class Step:
             backward pass computes input gradients only, the same count; with ``keep_color``
             the network runs twice, on the image for the content and on its luminance for the
             MRF term) and ``matching`` (2 P S D per style layer, P synthesised and S style
-            patches of length D, semantic map channels included); else ``None``. Default:
+            patches of length D, S this rank's shard under ``comm``, semantic map channels included); else ``None``. Default:
             ``None``.
     """
 
@@ -102,7 +102,8 @@ class DivergenceError(ValueError):
 
 
 def synthesize(content=None, style=None, *, inputs=None, content_map=None, style_map=None,
-               preset='dsanno', device=-1, callback=None, profile=False, **options):
+               preset='dsanno', device=-1, callback=None, profile=False, comm=None,
+               **options):
     """Synthesises an image with the MRF of ``style`` (Li & Wand 2016), coarse to fine.
 
     With a ``content`` image this is style transfer; with ``content=None`` it is texture
@@ -138,6 +139,11 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
         profile (bool): split each step's time by phase and count its FLOPs
             (:attr:`Step.timings`, :attr:`Step.flops`; :mod:`chainer_mrf.profiling`). On a
             GPU this synchronises between phases. Default: ``False``.
+        comm: a ChainerMN communicator (:func:`chainer_mrf.distributed.create_communicator`)
+            whose ranks share this synthesis: every rank calls ``synthesize`` with the same
+            arguments, holds a shard of each style bank and computes the same image
+            (:mod:`chainer_mrf.distributed`); the callback runs on every rank (write files from
+            ``comm.rank == 0``). ``None``: this process alone. Default: ``None``.
         **options: any field of :class:`chainer_mrf.presets.Preset` (``iterations``,
             ``width``, ``style_weight``, ``keep_color``, ``semantic_weight``, ``seed`` ...),
             overriding the preset's value.
@@ -156,7 +162,10 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
             than is available (or than the ``memory_limit`` option), before it allocates.
         DivergenceError: when an energy term or the gradient stops being finite; it carries
             the last finite image.
-        TypeError: for a ``callback`` that is not callable.
+        TypeError: for a ``callback`` that is not callable, or a ``comm`` that is not a
+            ChainerMN communicator.
+        chainer_mrf.distributed.RankError: under ``comm``, on the ranks that did not fail when
+            another rank failed while checking or loading (a device, the memory available).
 
     Examples:
         >>> result = synthesize('photo.jpg', 'painting.jpg', iterations=50)  # doctest: +SKIP
@@ -168,6 +177,10 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
     if callback is not None and not callable(callback):
         raise TypeError('callback must be callable (it receives each Step), got %r'
                         % (callback,))
+    communicator = ('mpi_comm', 'rank', 'size', 'intra_size')
+    if comm is not None and not all(hasattr(comm, name) for name in communicator):
+        raise TypeError('comm must be a ChainerMN communicator (chainer_mrf.distributed.'
+                        'create_communicator()), got %r' % (comm,))
     if inputs is None:
         if style is None:
             raise ValueError('a style image is needed (or loaded inputs)')
@@ -178,11 +191,15 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
     else:
         inputs_lib.check_inputs(inputs, config)
     config = inputs_lib.configure(config, inputs)
-    dev = _device(device)
-    # From the sizes alone, before prepare resizes anything: an oversize request is one error.
-    memory.check(config, inputs, dev, limit=config.memory_limit)
-    prepared = inputs_lib.prepare(inputs, config)
-    vgg = _network(config, dev)
+    # Ranks may differ in devices, memory and files: all go on, or all stop with one error.
+    with distributed.agreement(comm):
+        dev = _device(device)
+        # From the sizes alone, before prepare resizes anything: an oversize request is one
+        # error.
+        memory.check(config, inputs, dev, limit=config.memory_limit,
+                     shards=distributed.size(comm), sharing=distributed.local_size(comm))
+        prepared = inputs_lib.prepare(inputs, config)
+        vgg = _network(config, dev)
     profiler = Profiler(vgg, dev) if profile else None
     levels = pyramid.PYRAMIDS[config.pyramid](config.resolution_num)
     factors = levels.factors(prepared.shape[1])
@@ -218,7 +235,7 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
             chroma = dev.send(levels.level(prepared.chroma, factor))
         energy = None  # the last level's banks go before this level's are built
         energy = _Energy(vgg, config, content_x, styles, shape, style_maps=style_maps,
-                         content_map=content_map)
+                         content_map=content_map, comm=comm)
         target = chainer.Link()
         with target.init_scope():
             target.x = chainer.Parameter(x)
@@ -259,10 +276,12 @@ class _Energy:
         shape (tuple of int): the level's (H, W).
         style_maps (list or None): the full-size map of each style image. Default: ``None``.
         content_map (array or None): the full-size content map. Default: ``None``.
+        comm: the communicator whose ranks share the style banks, or ``None``. Default:
+            ``None``.
     """
 
     def __init__(self, vgg, config, content, styles, shape, *, style_maps=None,
-                 content_map=None):
+                 content_map=None, comm=None):
         self.vgg = vgg
         self.config = config
         self.content = {}
@@ -271,7 +290,8 @@ class _Energy:
                 self.content = {name: v.array for name, v in
                                 vgg(content, layers=config.content_layers).items()}
         self.mrf_terms = mrf.mrf_terms(vgg, styles, vgg.shapes(shape, config.style_layers),
-                                       config, style_maps=style_maps, content_map=content_map)
+                                       config, style_maps=style_maps, content_map=content_map,
+                                       comm=comm)
 
     def __call__(self, x):
         """The terms at the image ``x`` (a Variable), by name, as scalar Variables."""
