@@ -156,6 +156,24 @@ def test_memory_budget_chunk_rule():
     numpy.testing.assert_array_equal(small[0], match(queries, bank)[0])
 
 
+def test_chunk_grid_cut_for_sharing():
+    """With the bank's size, the chunk is cut to a 64th of the bank, at least 512 entries, at
+    most the bank; a smaller budget chunk stays (matching.CHUNKS_PER_BANK, MIN_CHUNK)."""
+    mib = 2 ** 20
+    assert chunk_size_for(1000, 2304, 256 * mib, bank_size=10 ** 6) == 15625  # ceil(1e6 / 64)
+    assert chunk_size_for(1000, 2304, 256 * mib, bank_size=40000) == 625
+    assert chunk_size_for(1000, 2304, 256 * mib, bank_size=20000) == 512
+    assert chunk_size_for(1000, 2304, 256 * mib, bank_size=100) == 100
+    assert chunk_size_for(10 ** 6, 2304, 256 * mib, bank_size=10 ** 6) == 67
+    # match() follows the cut grid: a bank of 2000 in chunks of 512 gives what one chunk does.
+    rng = numpy.random.RandomState(7)
+    queries = rng.randn(40, 12).astype(numpy.float32)
+    bank = PatchBank(rng.randn(2000, 12).astype(numpy.float32))
+    cut, whole = match(queries, bank), match(queries, bank, chunk_size=2000)
+    numpy.testing.assert_array_equal(cut[0], whole[0])
+    numpy.testing.assert_allclose(cut[1], whole[1], rtol=1e-6)  # BLAS may round per block
+
+
 def test_bank_from_sequence_take_and_layout():
     rng = numpy.random.RandomState(6)
     parts = [rng.randn(5, 8).astype(numpy.float32), rng.randn(3, 8).astype(numpy.float64)]
