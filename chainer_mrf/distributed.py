@@ -201,7 +201,8 @@ class ShardedBank:
         mine = numpy.unique(index[(index >= self.start) & (index < stop)])
         rows = (numpy.empty((0, self.dim), numpy.float32) if self.local is None else
                 cpu.send(self.local.take(self.xp.asarray(mine - self.start))))
-        counts = numpy.array(self.comm.mpi_comm.allgather(len(mine)), dtype=numpy.int64)
+        counts = numpy.empty(self.comm.size, numpy.int64)
+        wait(self.comm.mpi_comm.Iallgather(numpy.array([len(mine)], numpy.int64), counts))
         winners = _allgatherv(self.comm, mine, counts)
         patches = _allgatherv(self.comm, rows, counts).reshape(-1, self.dim)
         # In the layout of PatchBank.take, a transposed (D, P) array, which sets how the loss
