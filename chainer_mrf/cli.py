@@ -6,6 +6,7 @@ the library's. This module only assembles library objects, prints and writes fil
 import argparse
 import collections
 import contextlib
+import io
 import os
 import re
 import sys
@@ -212,9 +213,10 @@ def main(argv=None, prog='generate.py'):
     try:
         return _main(argv, prog, comm)
     except BaseException as e:
-        if not (isinstance(e, KeyboardInterrupt) or distributed.is_agreed(e)):
+        # Every rank meets an interrupt, --help's exit and an agreed error alike.
+        if not (isinstance(e, (KeyboardInterrupt, SystemExit)) or distributed.is_agreed(e)):
             distributed.abort(comm, e)
-        if comm.rank == 0:
+        if comm.rank == 0 or isinstance(e, SystemExit):
             raise
         return _cli.exit_code(e) if isinstance(e, KeyboardInterrupt) else 2
 
@@ -224,7 +226,9 @@ def _main(argv, prog, comm):
         first = _cli.ArgumentParser(add_help=False)
         first.add_argument('--preset', default='dsanno')
         known, _ = first.parse_known_args(argv)
-        args = _parser(presets.get_preset(known.preset), prog).parse_args(argv)
+        with (contextlib.redirect_stdout(io.StringIO()) if distributed.rank(comm)
+              else contextlib.nullcontext()):  # --help once
+            args = _parser(presets.get_preset(known.preset), prog).parse_args(argv)
         options = {field: getattr(args, field) for _, field, _, _ in _OPTIONS}
         config = presets.get_preset(args.preset).replace(**options)  # checks every value first
         batch = _batch_contents(args)

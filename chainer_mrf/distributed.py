@@ -30,8 +30,9 @@ import numpy
 from chainer_mrf import _cli, matching
 
 #: Variables that MPI launchers (MPICH's and Open MPI's ``mpiexec``, Slurm's ``srun``, PMIx)
-#: set to the number of ranks.
-_SIZE_VARIABLES = ('PMI_SIZE', 'OMPI_COMM_WORLD_SIZE', 'PMIX_SIZE', 'SLURM_NTASKS')
+#: set to the number of ranks. (Not ``SLURM_NTASKS``: a batch script's own Python sees the
+#: allocation's.)
+_SIZE_VARIABLES = ('PMI_SIZE', 'OMPI_COMM_WORLD_SIZE', 'PMIX_SIZE', 'SLURM_STEP_NUM_TASKS')
 
 _POLL_SECONDS = 1e-4  # between tests of a pending collective: short beside a step, and idle
 
