@@ -75,7 +75,9 @@ def say(*args, file=None):
     name = 'stdout' if file is None or file is sys.stdout else 'stderr'
     stream = getattr(sys, name)
     try:
-        print(*args, file=stream, flush=True)
+        # One write: lines of several ranks, or of an unbuffered stream, are not cut in two.
+        stream.write(' '.join(map(str, args)) + '\n')
+        stream.flush()
     except (OSError, ValueError):  # a broken pipe, a lost terminal, a closed file
         with contextlib.suppress(OSError, ValueError):
             stream.close()  # or Python's exit would flush it again, and say so

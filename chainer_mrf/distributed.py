@@ -35,6 +35,7 @@ from chainer_mrf import _cli, matching
 _SIZE_VARIABLES = ('PMI_SIZE', 'OMPI_COMM_WORLD_SIZE', 'PMIX_SIZE', 'SLURM_STEP_NUM_TASKS')
 
 _POLL_SECONDS = 1e-4  # between tests of a pending collective: short beside a step, and idle
+_FORWARD_SECONDS = 0.2  # for the launcher to forward a failing rank's last words
 
 
 def launched():
@@ -92,13 +93,20 @@ def split(comm, groups):
 def abort(comm, error):
     """Ends every rank of the job after an error on this one alone, which would otherwise leave
     the others waiting in a collective: one line for a user's or the system's error, the
-    traceback for anything else, then ``MPI_Abort`` with exit code 2."""
+    traceback for anything else, then ``MPI_Abort`` with exit code 2. Does not return."""
     if isinstance(error, _cli.USER_ERRORS):
         _cli.say('error: rank %d: %s' % (comm.rank, _cli.describe(error)), file=sys.stderr)
-    else:
-        traceback.print_exception(error, file=sys.stderr)
-        sys.stderr.flush()
+    else:  # in one write, as the next one
+        _cli.say(''.join(traceback.format_exception(error)).rstrip('\n'), file=sys.stderr)
+    # The launcher forwards the ranks' output: let it pass the message on before the job ends.
+    time.sleep(_FORWARD_SECONDS)
     comm.mpi_comm.Abort(2)
+    # MPICH's MPI_Abort may return, leaving the launcher to end the job: this rank must not
+    # go on to report the error again, nor finalise MPI beside a pending collective.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(2)
 
 
 def local_size(comm):
