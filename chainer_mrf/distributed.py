@@ -12,7 +12,9 @@ products are those of one process (the chunk grid does not depend on the ranks,
 
 A communicator is a ChainerMN one (:func:`create_communicator`); the collectives go through its
 ``mpi_comm`` (mpi4py) as non-blocking calls polled from Python, so that Ctrl-C reaches a rank
-that waits on the others. ``docs/scaling.md`` gives the commands and the costs.
+that waits on the others. On GPUs the keys and the winners' patches pass through host memory
+(any MPI will do; a step moves P keys of 8 bytes and at most P patches per layer).
+``docs/scaling.md`` gives the commands and the costs.
 
 MPI is optional (``pip install "chainer-mrf[mpi]"``): nothing here imports it until a
 communicator is made.
