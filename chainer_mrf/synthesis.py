@@ -52,8 +52,9 @@ class Step:
             backward pass computes input gradients only, the same count; with ``keep_color``
             the network runs twice, on the image for the content and on its luminance for the
             MRF term) and ``matching`` (2 P S D per style layer, P synthesised and S style
-            patches of length D, S this rank's shard under ``comm``, semantic map channels included); else ``None``. Default:
-            ``None``.
+            patches of length D, semantic map channels included; under ``comm``, S is this
+            rank's shard, and the matching's seconds include waiting for the other ranks); else
+            ``None``. Default: ``None``.
     """
 
     level: int
