@@ -300,7 +300,7 @@ def estimate_inputs(config, inputs, *, gpu=False, shards=1):
 _Bank = collections.namedtuple('_Bank', 'size counts dim feature_dim count features chunk')
 """One style layer's bank at a level: S patches (the counts of each style copy's) of length D
 (features and map columns), the feature part's length, the synthesised patches P matched at each
-step, the bytes of the style copies' feature maps it is built from and the entries of a chunk of
+step, the bytes of each style copy's feature map it is built from and the entries of a chunk of
 the matching (:func:`chainer_mrf.matching.chunk_size_for`, 0 without entries)."""
 
 
@@ -339,13 +339,14 @@ def _level(config, arch, shape, styles, steps, content, map_channels, gpu, previ
     for shares in _shares(banks, shards):
         held = [stop - start for start, stop in shares]
         bank_bytes = [n * (bank.dim * itemsize + FLOAT) for n, bank in zip(held, banks)]
-        # Building the banks: first the network's passes over every style copy, whose features
-        # are all kept, then bank i is filled beside its float32 parts (before that, a rank
-        # cuts its share out of the copies' patches), from its features and with those of the
-        # later banks still held.
-        building = [(0, sum(bank.features for bank in banks) + passing)]
+        # Building the banks: first the network's passes over the style copies, whose features
+        # are kept where the rank holds some of their patches (mrf.mrf_terms), then bank i is
+        # filled beside its float32 parts (before that, a rank cuts its share out of the
+        # copies' patches), from its features and with those of the later banks still held.
+        kept_features = [_features_held(bank, *share) for bank, share in zip(banks, shares)]
+        building = [(0, sum(kept_features) + passing)]
         for i, (bank, (start, stop)) in enumerate(zip(banks, shares)):
-            features = sum(b.features for b in banks[i:])
+            features = sum(kept_features[i:])
             building += [(sum(bank_bytes[:i]),
                           features + FLOAT * bank.dim * _cutting(bank.counts, start, stop)),
                          (sum(bank_bytes[:i + 1]), features + FLOAT * bank.dim * held[i])]
@@ -366,6 +367,17 @@ def _shares(banks, shards):
     # A layer smaller than a patch has no entries (and no chunk); the run refuses it.
     return sorted({tuple(distributed.shard(bank.size, bank.chunk, rank, shards) if bank.size
                          else (0, 0) for bank in banks) for rank in range(shards)})
+
+
+def _features_held(bank, start, stop):
+    """The bytes of the style copies' feature maps at a layer that a rank holding its entries
+    ``[start, stop)`` keeps: those of the copies it holds some patches of."""
+    total = offset = 0
+    for count, size in zip(bank.counts, bank.features):
+        if max(start - offset, 0) < min(stop - offset, count):
+            total += size
+        offset += count
+    return total
 
 
 def _cutting(counts, start, stop):
@@ -424,7 +436,7 @@ def _banks(config, arch, shape, styles, map_channels):
                                                                   config.synthesis_stride)
         banks.append(_Bank(
             size=sum(counts), counts=counts, dim=dim, feature_dim=channels * k * k,
-            count=count, features=FLOAT * sum(c * h * w for c, h, w in maps[name]),
+            count=count, features=[FLOAT * c * h * w for c, h, w in maps[name]],
             chunk=matching.chunk_size_for(count, dim, config.memory_budget, config.bank_dtype,
                                           sum(counts))))
     return banks, passing

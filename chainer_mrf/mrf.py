@@ -163,7 +163,8 @@ def style_bank(features, *, layer='relu3_2', patch_size=3, stride=1, maps=None,
 
     Args:
         features (list of array): the layer's feature map of each style image and copy, (1, C,
-            H_i, W_i) each, on one device.
+            H_i, W_i) each, on one device. With ``comm``, a map this rank holds none of may be
+            a stand-in of its shape (its values are not read).
         layer (str): the layer's name, for messages. Default: ``'relu3_2'``.
         patch_size (int): k. Default: 3.
         stride (int): grid step of the style patches (last row and column always included).
@@ -199,15 +200,13 @@ def style_bank(features, *, layer='relu3_2', patch_size=3, stride=1, maps=None,
     sharded = distributed.size(comm) > 1
     if sharded:
         counts = [len(grid['rows']) * len(grid['cols']) for grid in grids]
-        channels = features[0].shape[1] + (0 if maps is None else maps[0].shape[1])
-        size, dim = sum(counts), channels * patch_size ** 2
-        chunk = matching.chunk_size_for(queries, dim, memory_budget, bank_dtype, size)
-        start, stop = distributed.shard(size, chunk, comm.rank, comm.size)
-        offsets = numpy.cumsum([0] + counts)
+        dim = (features[0].shape[1] + (0 if maps is None else maps[0].shape[1])) \
+            * patch_size ** 2
+        start, stop, chunk = _shard(counts, dim, queries, memory_budget, bank_dtype, comm)
     parts, kept = [], []
     for i, (feature, grid) in enumerate(zip(features, grids)):
         if sharded:  # this rank's entries of this map: [low, high) of its patches
-            low, high = max(start - offsets[i], 0), min(stop - offsets[i], counts[i])
+            low, high = _held(counts, i, start, stop)
             if low >= high:
                 continue
         if maps is not None:
@@ -223,8 +222,23 @@ def style_bank(features, *, layer='relu3_2', patch_size=3, stride=1, maps=None,
              if parts else None)
     if not sharded:
         return local
-    return distributed.ShardedBank(local, start, size, dim, chunk, comm,
+    return distributed.ShardedBank(local, start, sum(counts), dim, chunk, comm,
                                    chainer.backend.get_array_module(features[0]), bank_dtype)
+
+
+def _shard(counts, dim, queries, memory_budget, bank_dtype, comm):
+    """``(start, stop, chunk)``: this rank's entries of a bank whose maps hold ``counts``
+    patches, on the matching's chunk grid."""
+    size = sum(counts)
+    chunk = matching.chunk_size_for(queries, dim, memory_budget, bank_dtype, size)
+    return distributed.shard(size, chunk, comm.rank, comm.size) + (chunk,)
+
+
+def _held(counts, i, start, stop):
+    """``[low, high)``: the patches of map ``i`` (of maps holding ``counts``) that the entries
+    ``[start, stop)`` hold; empty where ``low >= high``."""
+    offset = sum(counts[:i])
+    return max(start - offset, 0), min(stop - offset, counts[i])
 
 
 def mrf_terms(vgg, styles, feature_shapes, config, *, style_maps=None, content_map=None,
@@ -262,6 +276,11 @@ def mrf_terms(vgg, styles, feature_shapes, config, *, style_maps=None, content_m
     layers = config.style_layers
     for name in layers:  # before the style's features are computed, which takes longer
         check_fits(feature_shapes[name][1:], config.patch_size, 'synthesised', name)
+    queries = {name: _patch_count(feature_shapes[name][1:], config.patch_size,
+                                  config.synthesis_stride) for name in layers}
+    channels = 0 if style_maps is None else style_maps[0].shape[1]
+    shapes, needed = _copy_layers(vgg, styles, config, queries, channels, comm)
+    xp = chainer.backend.get_array_module(styles[0])
     features = {name: [] for name in layers}
     maps = {name: [] for name in layers} if style_maps is not None else None
     weights = []
@@ -270,25 +289,31 @@ def mrf_terms(vgg, styles, feature_shapes, config, *, style_maps=None, content_m
         map_copies = None if style_maps is None else _map_copies(style_maps[index],
                                                                  style.shape[2:], config)
         for i, copy in enumerate(copies):
-            with chainer.no_backprop_mode(), chainer.using_config('train', False):
-                outputs = vgg(copy[None], layers=layers)
-            for name, feature in outputs.items():
-                features[name].append(feature.array)
+            wanted = needed[len(weights)]
+            outputs = {}
+            if wanted:
+                with chainer.no_backprop_mode(), chainer.using_config('train', False):
+                    outputs = {name: v.array for name, v in vgg(copy[None], layers=wanted)
+                               .items()}
+            for name in layers:
+                # A copy whose patches this rank holds none of at a layer stands in by its
+                # shape (no memory): the bank skips it.
+                shape = shapes[len(weights)][name]
+                features[name].append(outputs[name] if name in outputs
+                                      else _stand_in(xp, (1,) + shape))
                 if maps is not None:
-                    maps[name].append(semantic.downsample_map(map_copies[i],
-                                                              feature.shape[2:]))
+                    maps[name].append(semantic.downsample_map(map_copies[i], shape[1:])
+                                      if name in outputs
+                                      else _stand_in(xp, (1, channels) + shape[1:]))
             weights.append(1.0 if config.style_image_weights is None
                            else config.style_image_weights[index])
     terms = []
     for name, weight in zip(layers, config.per_layer_weights()):
-        queries = numpy.prod([len(patches.grid_starts(n, config.patch_size,
-                                                      config.synthesis_stride))
-                              for n in feature_shapes[name][1:]])
         bank = style_bank(features.pop(name), layer=name, patch_size=config.patch_size,
                           stride=config.sample_stride,
                           maps=None if maps is None else maps.pop(name),
                           semantic_weight=config.semantic_weight, weights=weights,
-                          bank_dtype=config.bank_dtype, comm=comm, queries=int(queries),
+                          bank_dtype=config.bank_dtype, comm=comm, queries=queries[name],
                           memory_budget=config.memory_budget)
         layer_map = None
         if content_map is not None:
@@ -300,6 +325,44 @@ def mrf_terms(vgg, styles, feature_shapes, config, *, style_maps=None, content_m
                              confidence_threshold=config.confidence_threshold,
                              content_map=layer_map, memory_budget=config.memory_budget))
     return terms
+
+
+def _copy_layers(vgg, styles, config, queries, channels, comm):
+    """The feature shapes of every style copy, in bank order (``{layer: (C, H, W)}`` each,
+    from the sizes alone), and the layers at which this rank holds some of its patches: all of
+    them for one process; under ``comm``, those whose shard (:func:`style_bank`) reaches it, so
+    that a rank runs the network only on the copies it needs."""
+    layers = config.style_layers
+    shapes = [vgg.shapes((height, width), layers) for style in styles
+              for *_, (width, height) in style_copies.copy_sizes(
+                  style.shape[3], style.shape[2], config.num_rotation, config.num_scale,
+                  config.rotation_step, config.scale_step)]
+    if distributed.size(comm) == 1:
+        return shapes, [list(layers)] * len(shapes)
+    needed = [[] for _ in shapes]
+    for name in layers:
+        counts = [_patch_count(shape[name][1:], config.patch_size, config.sample_stride)
+                  for shape in shapes]
+        dim = (shapes[0][name][0] + channels) * config.patch_size ** 2
+        start, stop, _ = _shard(counts, dim, queries[name], config.memory_budget,
+                                config.bank_dtype, comm)
+        for i, wanted in enumerate(needed):
+            low, high = _held(counts, i, start, stop)
+            if low < high:
+                wanted.append(name)
+    return shapes, needed
+
+
+def _patch_count(shape, patch_size, stride):
+    """The patches on the grid of an (H, W) map (:func:`patches.grid_starts`)."""
+    height, width = (max(n, patch_size) for n in shape)  # check_fits refuses smaller maps
+    return (len(patches.grid_starts(height, patch_size, stride))
+            * len(patches.grid_starts(width, patch_size, stride)))
+
+
+def _stand_in(xp, shape):
+    """A read-only zero array of ``shape`` that takes no memory."""
+    return xp.broadcast_to(xp.zeros((), numpy.float32), shape)
 
 
 def _copies(array, config):

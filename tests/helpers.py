@@ -184,3 +184,12 @@ def profiled_gradient(energy, x):
     with Profiler(energy.vgg, chainer.get_device('@numpy')).step() as profile:
         synthesis._gradient(energy, target)
     return profile
+
+
+def default_signals():
+    """A child's ``preexec_fn``: SIGINT, SIGTERM and SIGHUP as a terminal gives them, whatever
+    the test runner ignores (a shell's background job ignores SIGINT, ``nohup`` SIGHUP), so
+    that a test sending one sees the program's own handling."""
+    import signal
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)

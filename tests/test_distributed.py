@@ -50,3 +50,41 @@ def test_one_process_paths():
 def test_synthesize_refuses_a_comm_that_is_no_communicator():
     with pytest.raises(TypeError, match='ChainerMN communicator'):
         synthesis.synthesize(None, 'style.png', comm=object())
+
+
+@pytest.mark.parametrize('ranks', [2, 3])
+def test_a_rank_runs_the_network_only_on_the_copies_it_holds(vgg, monkeypatch, ranks):
+    """mrf.mrf_terms under a communicator: the network runs on a style copy at the layers
+    whose shard holds some of its patches, every copy is run by some rank, and each rank's
+    banks are the whole bank's entries [start, stop) to the bit (the stand-ins are not read)."""
+    import types
+
+    import numpy
+
+    from chainer_mrf import mrf, presets
+    from chainer_mrf.vgg import VGG
+    config = presets.get_preset('cnnmrf').replace(arch='vgg16', memory_budget=4 * 48 * 50)
+    style = numpy.random.RandomState(0).uniform(-100, 100, (1, 3, 40, 52)).astype(numpy.float32)
+    shapes = vgg.shapes((48, 64), config.style_layers)
+    passes = []
+    run = VGG.__call__
+    monkeypatch.setattr(VGG, '__call__', lambda self, x, layers=(), **kw: (
+        passes.append(tuple(layers)), run(self, x, layers=layers, **kw))[1])
+    whole = mrf.mrf_terms(vgg, [style], shapes, config)
+    assert passes == [tuple(config.style_layers)] * 9  # one process: every copy, every layer
+    seen = set()
+    for rank in range(ranks):
+        passes.clear()
+        terms = mrf.mrf_terms(vgg, [style], shapes, config,
+                              comm=types.SimpleNamespace(rank=rank, size=ranks))
+        assert sum(map(len, passes)) < 9 * len(config.style_layers)  # copies x layers
+        seen.update(passes)
+        for term, one in zip(terms, whole):
+            bank = term.bank
+            if bank.local is not None:
+                numpy.testing.assert_array_equal(
+                    bank.local.patches, one.bank.patches[bank.start:bank.start + bank.held])
+                numpy.testing.assert_array_equal(
+                    bank.local.inverse_norms,
+                    one.bank.inverse_norms[bank.start:bank.start + bank.held])
+    assert set(config.style_layers) == {name for layers in seen for name in layers}

@@ -22,8 +22,9 @@ import pytest
 from chainer_mrf import _cli, image, outputs, presets
 from chainer_mrf import colour as colour_lib
 from chainer_mrf.synthesis import DivergenceError, synthesize
-from helpers import (GENERATE, SMALL, assert_one_error, content_card, cuda_ready, generate,
-                     short_run, small_args, strict_json_lines, style_stripes)
+from helpers import (GENERATE, SMALL, assert_one_error, content_card, cuda_ready,
+                     default_signals, generate, short_run, small_args, strict_json_lines,
+                     style_stripes)
 
 
 def _assert_no_partial_files(folder):
@@ -197,6 +198,7 @@ def test_a_run_failing_before_its_first_step_removes_the_folders_it_made(cli_ima
 # --- signals -------------------------------------------------------------------------------------
 
 def _start(args, **kwargs):
+    kwargs.setdefault('preexec_fn', default_signals)
     return subprocess.Popen([sys.executable, GENERATE, *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kwargs)
 
@@ -241,7 +243,8 @@ def test_a_signal_at_start_up_is_one_line(cli_images, tmp_path, vgg16_path, sign
     process = subprocess.Popen([sys.executable, '-X', 'importtime', GENERATE,
                                 *small_args(cli_images, out, '--iter', '100000',
                                             '-m', vgg16_path)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=default_signals)
     try:
         for line in process.stderr:
             if line.split('|')[-1].strip().startswith(loading):

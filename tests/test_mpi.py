@@ -20,7 +20,8 @@ import numpy
 import pytest
 
 from chainer_mrf import distributed, image
-from helpers import GENERATE, ROOT, content_card, strict_json_lines, style_stripes
+from helpers import (GENERATE, ROOT, content_card, default_signals, strict_json_lines,
+                     style_stripes)
 
 MPIEXEC = os.path.join(os.path.dirname(sys.executable), 'mpiexec')
 """The launcher of this Python's environment (mpi4py's MPICH wheel installs it there)."""
@@ -182,7 +183,7 @@ def _start(command, **kwargs):
     """Starts ``command`` (in a session of its own: no terminal's signal reaches it)."""
     return subprocess.Popen([str(a) for a in command], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_environment(),
-                            start_new_session=True, **kwargs)
+                            start_new_session=True, preexec_fn=default_signals, **kwargs)
 
 
 def _descendants(pid):
