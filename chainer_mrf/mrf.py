@@ -247,8 +247,9 @@ def mrf_terms(vgg, styles, feature_shapes, config, *, style_maps=None, content_m
 
     The network runs once on each style image and each of its copies (rotated and scaled,
     :func:`chainer_mrf.style_copies.style_copies`); a layer's bank is built as soon as its
-    features are in, and its parts let go. With a communicator of several ranks, each rank runs
-    the network on every copy but keeps only its shard of each bank.
+    features are in, and its parts let go. With a communicator of several ranks, each rank keeps
+    only its shard of each bank, and runs the network only on the copies, and to the layers,
+    whose patches it holds.
 
     Args:
         vgg (chainer_mrf.vgg.VGG): the network, on the styles' device.
