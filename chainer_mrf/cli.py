@@ -330,8 +330,8 @@ def _batch(contents, config, args, gpu, comm, command):
     """Each content image into ``OUT/<its stem>/``: the ranks split into groups that take the
     images in turn (a group of several ranks shards the bank); one image's failure is its own.
     World rank 0 prints a summary; the exit code is 2 if any image failed."""
-    group, sub = distributed.split(comm, min(len(contents), distributed.size(comm)))
     groups = min(len(contents), distributed.size(comm))
+    group, sub = distributed.split(comm, groups)
     outcomes = []
     for content in contents[group::groups]:
         label = '[%s] ' % _stem(content)
