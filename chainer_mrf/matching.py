@@ -50,8 +50,8 @@ CHUNKS_PER_BANK = 64
 that ranks sharing it (:mod:`chainer_mrf.distributed`) get equal shares of whole chunks."""
 
 MIN_CHUNK = 512
-"""The fewest entries of a chunk cut for :data:`CHUNKS_PER_BANK` (narrower products run below
-the matrix-multiply rate)."""
+"""The fewest entries of a chunk cut for :data:`CHUNKS_PER_BANK` (narrower products run well
+below the matrix-multiply rate: 20 % at 128 columns, 10 % at 512 with two threads)."""
 
 KERNEL_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'kernels', 'match.cu')
 """The CUDA source of the GPU path."""
@@ -189,10 +189,11 @@ def chunk_size_for(n_queries, dim, memory_budget=DEFAULT_MEMORY_BUDGET,
     Each entry of a chunk costs one float32 score per query, plus, for a float16 bank, its
     float32 widened copy; the chunk is the budget divided by that, at least 1 (so a budget below
     one entry's cost still works, over it). Given the bank's size, the chunk is also cut to
-    ``bank_size / CHUNKS_PER_BANK`` entries, but not below :data:`MIN_CHUNK`: the products are
-    as fast (BLAS and cuBLAS run at their rate from a few hundred columns) and ranks sharing the
-    bank split it into equal shares of the same chunks, which keeps every product, and so every
-    match, identical to one process's.
+    ``bank_size / CHUNKS_PER_BANK`` entries, but not below :data:`MIN_CHUNK`, so that ranks
+    sharing the bank split it into equal shares of the same chunks, which keeps every product,
+    and so every match, identical to one process's. One process pays for it a little: narrower
+    products run some per cent below the matrix-multiply rate (``docs/performance.md``: the
+    demo's matching 15 % slower, about 2 % at 1024 px).
 
     Args:
         n_queries (int): P.
