@@ -203,23 +203,30 @@ class ShardedBank:
     def _targets(self, index):
         """Every query's winning patch, sent by the rank that holds it to all the others.
 
-        Each rank sends its distinct winners' patches once; they arrive in rank order, which is
-        the order of the global indices, so a sorted search finds each query's row.
+        Each rank sends its distinct winners once, as stored (a float16 bank's at half the
+        bytes) and as a (D, n) block of columns; the blocks arrive in rank order, which is the
+        order of the global indices, so a sorted search finds each query's column. The targets
+        are laid out as :meth:`matching.PatchBank.take` lays them out, a transposed (D, P)
+        array, which sets how the loss sums them (and so its rounding).
         """
         cpu = chainer.backend.CpuDevice()
         index = cpu.send(index)
         stop = self.start + self.held
         mine = numpy.unique(index[(index >= self.start) & (index < stop)])
-        rows = (numpy.empty((0, self.dim), numpy.float32) if self.local is None else
-                cpu.send(self.local.take(self.xp.asarray(mine - self.start))))
+        block = (numpy.empty((self.dim, 0), self.bank_dtype) if self.local is None else
+                 cpu.send(self.local.stored(self.xp.asarray(mine - self.start))))
         counts = numpy.empty(self.comm.size, numpy.int64)
         wait(self.comm.mpi_comm.Iallgather(numpy.array([len(mine)], numpy.int64), counts))
         winners = _allgatherv(self.comm, mine, counts)
-        patches = _allgatherv(self.comm, rows, counts).reshape(-1, self.dim)
-        # In the layout of PatchBank.take, a transposed (D, P) array, which sets how the loss
-        # sums them (and so its rounding).
-        rows = patches.T.take(numpy.searchsorted(winners, index), axis=1)
-        return self.xp.asarray(rows).T
+        blocks = _allgatherv(self.comm, block.ravel(), counts * self.dim)
+        found = numpy.searchsorted(winners, index)
+        targets = numpy.empty((self.dim, len(index)), numpy.float32)
+        first = numpy.concatenate([[0], numpy.cumsum(counts)])
+        for low, high in zip(first[:-1], first[1:]):
+            queries = numpy.nonzero((found >= low) & (found < high))[0]
+            columns = blocks[low * self.dim:high * self.dim].reshape(self.dim, high - low)
+            targets[:, queries] = columns[:, found[queries] - low]  # widened to float32
+        return self.xp.asarray(targets).T
 
 
 def match_keys(scores, indices):

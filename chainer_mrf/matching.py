@@ -179,7 +179,16 @@ class PatchBank:
         Shape:
             indices: (P,). Output: (P, D).
         """
-        return self._stored_t.take(indices, axis=1).astype(numpy.float32, copy=False).T
+        return self.stored(indices).astype(numpy.float32, copy=False).T
+
+    def stored(self, indices):
+        """The patches at ``indices`` as stored, in ``bank_dtype``: a (D, P) array of
+        columns (:meth:`take` widens and transposes it).
+
+        Shape:
+            indices: (P,). Output: (D, P).
+        """
+        return self._stored_t.take(indices, axis=1)
 
 
 def chunk_size_for(n_queries, dim, memory_budget=DEFAULT_MEMORY_BUDGET,
