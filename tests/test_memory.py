@@ -156,14 +156,21 @@ def _relu3_1(config, shape):
     return len(rows) * len(cols), channels * config.patch_size ** 2
 
 
+def _relu3_1_bank(config, shape, styles):
+    """The estimate of a run with relu3_1 alone, peaking while it steps, and that layer's P, D,
+    bank size S and chunk."""
+    found = memory.estimate(config, shape, styles)
+    assert found.phase == 'steps'
+    count, dim = _relu3_1(config, shape)
+    size = found.parts['style_banks'] // (4 * dim + 4)
+    return found, count, dim, size, matching.chunk_size_for(count, dim, config.memory_budget,
+                                                            'float32', size)
+
+
 def test_ranks_past_the_last_chunk_hold_no_bank_but_all_the_rest():
     config = CNNMRF16.replace(style_layers=('relu3_1',), style_weight=1e-4, resolution_num=1)
     shape, styles = (512, 512), [(400, 600)]
-    whole = memory.estimate(config, shape, styles)
-    assert whole.phase == 'steps'
-    count, dim = _relu3_1(config, shape)
-    size = whole.parts['style_banks'] // (4 * dim + 4)
-    chunk = matching.chunk_size_for(count, dim, config.memory_budget, 'float32', size)
+    whole, count, dim, size, chunk = _relu3_1_bank(config, shape, styles)
     chunks = -(-size // chunk)
     assert 1 < chunks < 1000
     # One chunk each on some ranks, none on the others, which have the rest all the same.
@@ -180,11 +187,7 @@ def test_the_chunk_of_scores_is_the_matching_s(monkeypatch):
     config = CNNMRF16.replace(style_layers=('relu3_1',), style_weight=1e-4, resolution_num=1,
                               synthesis_stride=1, overlap='sum', memory_budget=1 << 40)
     shape, styles = (1024, 1024), [(1600, 1600)]
-    found = memory.estimate(config, shape, styles)
-    assert found.phase == 'steps'
-    count, dim = _relu3_1(config, shape)
-    size = found.parts['style_banks'] // (4 * dim + 4)
-    chunk = matching.chunk_size_for(count, dim, config.memory_budget, 'float32', size)
+    found, count, dim, size, chunk = _relu3_1_bank(config, shape, styles)
     assert chunk == -(-size // matching.CHUNKS_PER_BANK)
     assert found.parts['working'] == 4 * count * chunk
     monkeypatch.setattr(matching, 'chunk_size_for', lambda *args: 2 * chunk)
