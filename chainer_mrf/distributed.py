@@ -132,6 +132,28 @@ def shard(bank_size, chunk_size, rank, ranks):
     return min(first * chunk_size, bank_size), min(last * chunk_size, bank_size)
 
 
+def pieces(counts, start, stop):
+    """The part of each map of a bank that its entries ``[start, stop)`` cover.
+
+    Args:
+        counts (sequence of int): the entries of each map (style copy), in bank order.
+        start, stop (int): a shard's entries (:func:`shard`).
+
+    Returns:
+        list of tuple: ``(low, high)`` for each map, its entries ``[low, high)``; empty where
+        ``low >= high``.
+
+    Examples:
+        >>> pieces([4, 4, 4], 3, 9)
+        [(3, 4), (0, 4), (0, 1)]
+    """
+    found, offset = [], 0
+    for count in counts:
+        found.append((max(start - offset, 0), min(stop - offset, count)))
+        offset += count
+    return found
+
+
 class ShardedBank:
     """One rank's shard of a layer's style bank, matched as if it were the whole bank.
 

@@ -19,9 +19,9 @@ keeps of freed memory comes on top, in proportion; that share and the process ar
 (``benchmarks/memory.py``), the rest is counted.
 
 Over several ranks (:mod:`chainer_mrf.distributed`) the estimate is one rank's peak, the largest:
-each rank holds its share of each bank (whole chunks of the matching's grid) and, at each step,
-the winners' patches gathered from the others; everything else (the network's passes over every
-style copy included) is replicated, and counted whole.
+each rank holds its share of each bank (whole chunks of the matching's grid), the features of
+the style copies it holds patches of and, at each step, the winners' patches gathered from the
+others; everything else is replicated, and counted whole.
 
 Examples:
     >>> from chainer_mrf import presets
@@ -372,26 +372,20 @@ def _shares(banks, shards):
 def _features_held(bank, start, stop):
     """The bytes of the style copies' feature maps at a layer that a rank holding its entries
     ``[start, stop)`` keeps: those of the copies it holds some patches of."""
-    total = offset = 0
-    for count, size in zip(bank.counts, bank.features):
-        if max(start - offset, 0) < min(stop - offset, count):
-            total += size
-        offset += count
-    return total
+    return sum(size for size, (low, high) in
+               zip(bank.features, distributed.pieces(bank.counts, start, stop)) if low < high)
 
 
 def _cutting(counts, start, stop):
     """The most float32 patches held while a rank cuts the entries ``[start, stop)`` of a bank
     out of its style copies' patches, ``counts`` of each (:func:`chainer_mrf.mrf.style_bank`):
     the parts so far beside a cut copy's whole patches; 0 where no copy is cut."""
-    most = kept = offset = 0
-    for count in counts:
-        low, high = max(start - offset, 0), min(stop - offset, count)
+    most = kept = 0
+    for count, (low, high) in zip(counts, distributed.pieces(counts, start, stop)):
         if low < high:
             kept += high - low
             if high - low < count:
                 most = max(most, kept + count)
-        offset += count
     return most
 
 
@@ -429,11 +423,9 @@ def _banks(config, arch, shape, styles, map_channels):
     banks = []
     for name in config.style_layers:
         channels, height, width = synthesised[name]
-        counts = [_grid(h, k, config.sample_stride) * _grid(w, k, config.sample_stride)
-                  for _, h, w in maps[name]]
+        counts = [patches.grid_count((h, w), k, config.sample_stride) for _, h, w in maps[name]]
         dim = (channels + map_channels) * k * k
-        count = _grid(height, k, config.synthesis_stride) * _grid(width, k,
-                                                                  config.synthesis_stride)
+        count = patches.grid_count((height, width), k, config.synthesis_stride)
         banks.append(_Bank(
             size=sum(counts), counts=counts, dim=dim, feature_dim=channels * k * k,
             count=count, features=[FLOAT * c * h * w for c, h, w in maps[name]],
@@ -481,12 +473,6 @@ def _copy_shapes(shape, config):
     return [size[::-1] for *_, size in style_copies.copy_sizes(
         width, height, config.num_rotation, config.num_scale, config.rotation_step,
         config.scale_step)]
-
-
-def _grid(n, k, stride):
-    """Patches along an axis of ``n`` pixels (:func:`chainer_mrf.patches.grid_starts`); 0
-    where a patch does not fit."""
-    return len(patches.grid_starts(n, k, stride)) if n >= k else 0
 
 
 def _fitting_size(config, inputs, fits):

@@ -203,10 +203,11 @@ def style_bank(features, *, layer='relu3_2', patch_size=3, stride=1, maps=None,
         dim = (features[0].shape[1] + (0 if maps is None else maps[0].shape[1])) \
             * patch_size ** 2
         start, stop, chunk = _shard(counts, dim, queries, memory_budget, bank_dtype, comm)
+        held = distributed.pieces(counts, start, stop)
     parts, kept = [], []
     for i, (feature, grid) in enumerate(zip(features, grids)):
         if sharded:  # this rank's entries of this map: [low, high) of its patches
-            low, high = _held(counts, i, start, stop)
+            low, high = held[i]
             if low >= high:
                 continue
         if maps is not None:
@@ -232,13 +233,6 @@ def _shard(counts, dim, queries, memory_budget, bank_dtype, comm):
     size = sum(counts)
     chunk = matching.chunk_size_for(queries, dim, memory_budget, bank_dtype, size)
     return distributed.shard(size, chunk, comm.rank, comm.size) + (chunk,)
-
-
-def _held(counts, i, start, stop):
-    """``[low, high)``: the patches of map ``i`` (of maps holding ``counts``) that the entries
-    ``[start, stop)`` hold; empty where ``low >= high``."""
-    offset = sum(counts[:i])
-    return max(start - offset, 0), min(stop - offset, counts[i])
 
 
 def mrf_terms(vgg, styles, feature_shapes, config, *, style_maps=None, content_map=None,
@@ -277,8 +271,8 @@ def mrf_terms(vgg, styles, feature_shapes, config, *, style_maps=None, content_m
     layers = config.style_layers
     for name in layers:  # before the style's features are computed, which takes longer
         check_fits(feature_shapes[name][1:], config.patch_size, 'synthesised', name)
-    queries = {name: _patch_count(feature_shapes[name][1:], config.patch_size,
-                                  config.synthesis_stride) for name in layers}
+    queries = {name: patches.grid_count(feature_shapes[name][1:], config.patch_size,
+                                        config.synthesis_stride) for name in layers}
     channels = 0 if style_maps is None else style_maps[0].shape[1]
     shapes, needed = _copy_layers(vgg, styles, config, queries, channels, comm)
     xp = chainer.backend.get_array_module(styles[0])
@@ -342,23 +336,15 @@ def _copy_layers(vgg, styles, config, queries, channels, comm):
         return shapes, [list(layers)] * len(shapes)
     needed = [[] for _ in shapes]
     for name in layers:
-        counts = [_patch_count(shape[name][1:], config.patch_size, config.sample_stride)
+        counts = [patches.grid_count(shape[name][1:], config.patch_size, config.sample_stride)
                   for shape in shapes]
         dim = (shapes[0][name][0] + channels) * config.patch_size ** 2
         start, stop, _ = _shard(counts, dim, queries[name], config.memory_budget,
                                 config.bank_dtype, comm)
-        for i, wanted in enumerate(needed):
-            low, high = _held(counts, i, start, stop)
+        for wanted, (low, high) in zip(needed, distributed.pieces(counts, start, stop)):
             if low < high:
                 wanted.append(name)
     return shapes, needed
-
-
-def _patch_count(shape, patch_size, stride):
-    """The patches on the grid of an (H, W) map (:func:`patches.grid_starts`)."""
-    height, width = (max(n, patch_size) for n in shape)  # check_fits refuses smaller maps
-    return (len(patches.grid_starts(height, patch_size, stride))
-            * len(patches.grid_starts(width, patch_size, stride)))
 
 
 def _stand_in(xp, shape):

@@ -119,6 +119,20 @@ def overlap_add(patches, shape, ksize=3, stride=1, *, rows=None, cols=None):
     return _OverlapAdd(grid, shape[1]).apply((patches,))[0]
 
 
+def grid_count(shape, ksize, stride):
+    """The number of patches on the grid of :func:`grid_starts` over an (H, W) map; 0 where a
+    patch does not fit.
+
+    Examples:
+        >>> grid_count((10, 4), 3, 2), grid_count((2, 8), 3, 1)
+        (10, 0)
+    """
+    height, width = shape
+    if min(height, width) < ksize:
+        return 0
+    return len(grid_starts(height, ksize, stride)) * len(grid_starts(width, ksize, stride))
+
+
 def _check_sizes(n, ksize, stride):
     if ksize < 1 or stride < 1:
         raise ValueError('ksize and stride must be >= 1, got %d and %d' % (ksize, stride))

@@ -88,3 +88,10 @@ def test_a_rank_runs_the_network_only_on_the_copies_it_holds(vgg, monkeypatch, r
                     bank.local.inverse_norms,
                     one.bank.inverse_norms[bank.start:bank.start + bank.held])
     assert set(config.style_layers) == {name for layers in seen for name in layers}
+
+
+def test_pieces_of_a_shard():
+    assert distributed.pieces([4, 4, 4], 3, 9) == [(3, 4), (0, 4), (0, 1)]
+    assert distributed.pieces([4, 4], 0, 8) == [(0, 4), (0, 4)]
+    low, high = distributed.pieces([5, 2], 5, 5)[1]  # an empty shard holds nothing
+    assert low >= high

@@ -167,3 +167,12 @@ def test_bad_shapes():
         pt.extract_patches_array(numpy.zeros((1, 5, 5), numpy.float32))
     with pytest.raises(ValueError):
         pt.overlap_add(numpy.zeros((8, 9), numpy.float32), (1, 1, 5, 5))
+
+
+def test_grid_count_is_the_grid_s_size():
+    for shape, k, stride in [((10, 4), 3, 2), ((7, 7), 3, 1), ((3, 9), 3, 4)]:
+        assert pt.grid_count(shape, k, stride) == (
+            len(pt.grid_starts(shape[0], k, stride))
+            * len(pt.grid_starts(shape[1], k, stride)))
+    assert pt.grid_count((10, 4), 3, 2) == 5 * 2
+    assert pt.grid_count((2, 8), 3, 1) == 0  # a patch does not fit
