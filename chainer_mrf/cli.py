@@ -11,7 +11,7 @@ import os
 import re
 import sys
 
-from chainer_mrf import _cli, distributed, outputs, presets
+from chainer_mrf import _cli, distributed, optimizers, outputs, presets
 from chainer_mrf.inputs import load_inputs
 from chainer_mrf.synthesis import DivergenceError, synthesize
 from chainer_mrf.vgg import weights_for
@@ -65,6 +65,7 @@ def _shown(value):
 
 #: (flags, preset field, type, help). dsanno's flags first, then the authors' names.
 _OPTIONS = [
+    (('--method',), 'method', str, 'style term: mrf (CNNMRF) or gram (neural style)'),
     (('-t', '--type'), 'arch', str, 'network (auto: VGG19 where converted, else VGG16)'),
     (('-m', '--model'), 'model', str, 'weights file (.npz); default models/<type>.npz'),
     (('--iter', '--num_iter'), 'iterations', _numbers(int),
@@ -180,6 +181,11 @@ class _Reporter:
         record = {'level': step.level, 'iteration': step.iteration,
                   'level_iteration': step.level_iteration, 'seconds': step.seconds}
         record.update(step.losses)
+        if step.stop:
+            record['stop'] = step.stop
+            _cli.say('%slevel %d/%d ended after %d of its steps: %s' % (
+                self.label, step.level + 1, step.levels, step.level_iteration,
+                optimizers.STOPS[step.stop]))
         self.folder.record(record)
         if step.iteration % self.save_iter == 0:
             self.folder.save('out_%04d.png' % step.iteration, step.image())

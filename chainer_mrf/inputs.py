@@ -117,7 +117,8 @@ def check_inputs(inputs, config):
         ValueError: a colour option without a content image; with one, ``size`` (the output
             takes the content's shape) or no content layer (``content_weight=0`` drops the
             content term); the ``'map'`` start without a content map; not one
-            ``style_image_weights`` value per style image.
+            ``style_image_weights`` value per style image; semantic maps with the ``'gram'``
+            method.
     """
     if inputs.content is not None:
         if config.size is not None:
@@ -134,6 +135,11 @@ def check_inputs(inputs, config):
             raise ValueError('%s need%s a content image: without one there are no colours to '
                              'keep or match' % (' and '.join(asked), 's' if len(asked) == 1
                                                 else ''))
+    if config.method == 'gram' and (inputs.content_map is not None
+                                    or inputs.style_maps[0] is not None):
+        # A Gram matrix sums over every position: there is no matching for a map to steer.
+        raise ValueError("semantic maps steer the MRF term's matching: the gram method has "
+                         "none (use method 'mrf')")
     if config.initial_image == 'map' and inputs.content_map is None:
         raise ValueError("initial_image 'map' paints the content map: give a content_map "
                          "(and style maps)")
@@ -258,10 +264,11 @@ def noise(shape, kind, rng):
         numpy.ndarray: float32, (1, 3, H, W), in the network's space.
     """
     if kind == 'uniform':
-        values = rng.uniform(-20, 20, size=(1, 3) + tuple(shape))
-    else:
-        values = rng.standard_normal((1, 3) + tuple(shape)) * 0.001
-    return values.astype(numpy.float32)
+        return rng.uniform(-20, 20, size=(1, 3) + tuple(shape)).astype(numpy.float32)
+    # Cast, then scaled in float32, as both originals round it (dsanno's
+    # ``normal(...).astype(float32) * 0.001``, Torch's ``randn(...):float():mul(0.001)``).
+    return (rng.standard_normal((1, 3) + tuple(shape)).astype(numpy.float32)
+            * numpy.float32(0.001))
 
 
 def _several(sources):

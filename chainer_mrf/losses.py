@@ -1,4 +1,4 @@
-"""The energy terms of CNNMRF as Chainer functions: MRF, content and total variation.
+"""The energy terms as Chainer functions: MRF, content, total variation, and neural style's Gram.
 
 Every term returns a scalar :class:`chainer.Variable`; the total energy is their sum, and one
 ``backward()`` gives the image gradient. Two behaviours are reproduced (see ``docs/algorithm.md``,
@@ -12,6 +12,9 @@ Every term returns a scalar :class:`chainer.Variable`; the total energy is their
   (``mrf_loss`` with ``coverage``, weight 1e-4), content weight 2e1 with the same mean form, and
   ``total_variation(..., variant='cnnmrf')`` with weight 1e-3. Each weight is the authors' number
   as written; the ``1/2`` their gradients imply is built into the loss.
+
+Neural style (Gatys et al. 2016), which the MRF method is defined against, replaces the MRF term by
+:func:`gram_loss` as dsanno's ``NeuralStyle`` computes it (docs/algorithm.md, "Neural style").
 """
 import chainer
 import chainer.functions as F
@@ -20,6 +23,10 @@ from chainer import function_node
 from chainer.utils import type_check
 
 TV_VARIANTS = ('dsanno', 'cnnmrf')
+
+METHODS = ('mrf', 'gram')
+"""The style terms: ``'mrf'`` (CNNMRF's, :mod:`chainer_mrf.mrf`) or ``'gram'`` (neural style's,
+:mod:`chainer_mrf.gram`)."""
 
 
 class SquaredError(function_node.FunctionNode):
@@ -219,6 +226,63 @@ def content_loss(features, target, weight=1.0):
     """
     target = _constant(target, features, 'target')
     return SquaredError(target, weight / target.size).apply((features,))[0]
+
+
+def gram_matrix(features):
+    """The Gram matrix of a feature map, normalised as dsanno's ``util.gram_matrix``.
+
+    ``G = F F^T / (C H W)`` with F the (C, H W) matrix of the map: G[i, j] is the mean over the
+    pixels of the product of channels i and j, divided by C as well.
+
+    Args:
+        features (chainer.Variable or array): one feature map.
+
+    Returns:
+        chainer.Variable: G, differentiable (twice) with respect to ``features``.
+
+    Shape:
+        features: (1, C, H, W).
+        output: (C, C).
+
+    Examples:
+        >>> import numpy
+        >>> gram_matrix(numpy.ones((1, 2, 3, 3), numpy.float32)).array
+        array([[0.5, 0.5],
+               [0.5, 0.5]], dtype=float32)
+    """
+    batch, channels, height, width = features.shape
+    if batch != 1:
+        raise ValueError('gram_matrix takes one feature map (1, C, H, W), got shape %s'
+                         % (features.shape,))
+    matrix = F.reshape(features, (channels, height * width))
+    return F.matmul(matrix, matrix, transb=True) / features.dtype.type(channels * height * width)
+
+
+def gram_loss(features, target, weight=100.0):
+    """Neural style's term of one layer: ``weight * mean((G(F) - G_s)**2)``.
+
+    G is :func:`gram_matrix` and G_s the style's Gram matrix at the same layer; dsanno's weight is
+    100 for each of relu1_2, relu2_2, relu3_3 and relu4_3, the layer terms summed.
+
+    Args:
+        features (chainer.Variable): the synthesised image's features at the layer.
+        target (array or chainer.Variable): the style's Gram matrix there, held constant.
+        weight (float): the layer's weight. Default: ``100.0`` (dsanno).
+
+    Returns:
+        chainer.Variable: the scalar loss, of ``features``' dtype.
+
+    Raises:
+        ValueError: if ``target`` is not (C, C) for the C channels of ``features``.
+
+    Shape:
+        features: (1, C, H, W).
+        target: (C, C).
+        output: ().
+    """
+    gram = gram_matrix(features)
+    target = _constant(target, gram, 'target')
+    return SquaredError(target, weight / target.size).apply((gram,))[0]
 
 
 def total_variation(x, weight=1e-5, variant='dsanno'):

@@ -312,7 +312,14 @@ def _level(config, arch, shape, styles, steps, content, map_channels, gpu, previ
     images = FLOAT * 3 * pixels * (1 + content + len(styles))  # x, content, styles at the level
     targets = FLOAT * sum(c * h * w for c, h, w in
                           _layer_maps(arch, shape, config.content_layers).values())
-    banks, passing = _banks(config, arch, shape, styles, map_channels)
+    if config.method == 'gram':
+        # No banks: each style image's pass leaves one C x C target per style layer.
+        banks, passing = [], max(_pass_bytes(arch, style, config.style_layers, kept=True)
+                                 for style in styles)
+        targets += FLOAT * sum(c * c for c, _, _ in
+                               _layer_maps(arch, shape, config.style_layers).values())
+    else:
+        banks, passing = _banks(config, arch, shape, styles, map_channels)
     itemsize = numpy.dtype(config.bank_dtype).itemsize
     image_size = 3 * pixels
     coverage = config.overlap == 'average'
@@ -415,10 +422,7 @@ def _banks(config, arch, shape, styles, map_channels):
             walked = _layer_maps(arch, copy, config.style_layers, every=True)
             for name in maps:
                 maps[name].append(walked[name])
-            # A convolution's input and output (a ReLU is done in place of its output).
-            sizes = [c * h * w for name, (c, h, w) in walked.items()
-                     if not name.startswith('relu')]
-            passing = max([passing] + [FLOAT * (a + b) for a, b in zip(sizes, sizes[1:])])
+            passing = max(passing, _pass_bytes(arch, copy, config.style_layers))
     synthesised = _layer_maps(arch, shape, config.style_layers)
     banks = []
     for name in config.style_layers:
@@ -455,6 +459,16 @@ def _activations(arch, shape, layers, gpu):
     kept = sum((FLOAT if name.startswith('conv') or gpu else 1) * c * h * w
                for name, (c, h, w) in maps.items() if not name.startswith('relu'))
     return kept, FLOAT * max((c * h * w for c, h, w in maps.values()), default=0)
+
+
+def _pass_bytes(arch, shape, layers, kept=False):
+    """The most bytes a no-backprop pass over an input of ``shape`` (H, W) up to ``layers``
+    holds: a convolution's input and output (a ReLU is done in place of its output), and with
+    ``kept`` the maps of ``layers`` returned beside them."""
+    walked = _layer_maps(arch, shape, layers, every=True)
+    sizes = [c * h * w for name, (c, h, w) in walked.items() if not name.startswith('relu')]
+    returned = sum(c * h * w for name, (c, h, w) in walked.items() if name in layers)
+    return FLOAT * (max([0] + [a + b for a, b in zip(sizes, sizes[1:])]) + kept * returned)
 
 
 def _layer_maps(arch, shape, layers, every=False):

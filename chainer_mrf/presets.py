@@ -24,12 +24,14 @@ _SHORT_PREFIX = 'relu'
 #: The allowed values of each field that names a strategy, taken from the module that
 #: implements them (so that a new strategy needs no edit here, and none can drift).
 CHOICES = {
+    'method': losses.METHODS,
     'arch': vgg.ARCHS,
     'pooling': vgg.POOLINGS,
     'preprocessing': tuple(inputs.PREPROCESSINGS),
     'size_rule': tuple(image.SIZE_RULES),
     'pyramid': tuple(pyramid.PYRAMIDS),
     'optimizer': optimizers.OPTIMIZERS,
+    'lbfgs_pair': optimizers.PAIRS,
     'overlap': mrf.OVERLAPS,
     'tv_variant': losses.TV_VARIANTS,
     'noise': inputs.NOISES,
@@ -51,7 +53,8 @@ def short_name(name):
 @dataclasses.dataclass(frozen=True)
 class Preset:
     """The options of one synthesis. Field defaults are dsanno's ``run_mrf.py``; :data:`CNNMRF`
-    holds the authors' ``run_trans.lua`` / ``run_syn.lua``.
+    holds the authors' ``run_trans.lua`` / ``run_syn.lua``, and :data:`GRAM` dsanno's neural style
+    (``run.py --method gram``).
 
     Fields that name a strategy say how the two originals differ; the numbers in brackets are
     the authors' values where they differ from dsanno's. A number may be given as a NumPy
@@ -60,6 +63,9 @@ class Preset:
 
     Args:
         name (str): the preset's name. Default: ``'dsanno'``.
+        method (str): the style term, ``'mrf'`` (CNNMRF's, :mod:`chainer_mrf.mrf`) or ``'gram'``
+            (neural style's Gram matrices, :mod:`chainer_mrf.gram`; the fields of patches,
+            style copies and maps are then unused, and maps are refused). Default: ``'mrf'``.
         arch (str): network, ``'vgg16'``, ``'vgg19'`` or ``'auto'`` (VGG19 where its weights
             were converted, else VGG16). Default: ``'vgg16'`` [``'auto'``].
         model (str or os.PathLike or None): weights file; ``None`` takes
@@ -92,6 +98,16 @@ class Preset:
         lbfgs_ys_floor (float): y's floor in L-BFGS's rho. Default: 1e-5 [0].
         lbfgs_scale_first_step (bool): scale the first step by min(1, 1/|g|_1). Default:
             ``False`` [``True``].
+        lbfgs_pair (str): L-BFGS's curvature pair s: ``'difference'`` (x_t - x_(t-1), dsanno) or
+            ``'step'`` (the step as computed, Torch's t d). Default: ``'difference'``
+            [``'step'``].
+        lbfgs_tolerance_x (float or None): Torch's tolX: a level ends before its last step
+            when the L-BFGS direction does not descend, the step is at most this (sum of
+            absolute values), or the energy changes by less; ``None``: never.
+            Default: ``None`` [0.0].
+        lbfgs_tolerance_fun (float or None): Torch's tolFun: a level ends when the sum of
+            the gradient's absolute values is at most this; ``None``: never. Default: ``None``
+            [0.0].
         content_layers (tuple of str): layers of the content term. Default: ``('relu4_2',)``.
         content_weight (float): weight of the content term (mean squared error). Default: 1.0
             [2e1].
@@ -165,6 +181,7 @@ class Preset:
     """
 
     name: str = 'dsanno'
+    method: str = 'mrf'
     arch: str = 'vgg16'
     model: typing.Optional[str] = None
     pooling: str = 'max'
@@ -183,6 +200,9 @@ class Preset:
     lbfgs_history: int = 10
     lbfgs_ys_floor: float = 1e-5
     lbfgs_scale_first_step: bool = False
+    lbfgs_pair: str = 'difference'
+    lbfgs_tolerance_x: typing.Optional[float] = None
+    lbfgs_tolerance_fun: typing.Optional[float] = None
     content_layers: typing.Tuple[str, ...] = ('relu4_2',)
     content_weight: float = 1.0
     style_layers: typing.Tuple[str, ...] = ('relu3_2', 'relu4_2')
@@ -286,6 +306,9 @@ class Preset:
             # Past 45 degrees the authors' crop box leaves even a square image.
             raise ValueError('num_rotation x rotation_step must stay under 45 degrees, got '
                              '%d x %g' % (self.num_rotation, self.rotation_step))
+        for field in ('lbfgs_tolerance_x', 'lbfgs_tolerance_fun'):
+            if getattr(self, field) is not None:
+                _check_number(field, getattr(self, field))
         if self.confidence_threshold is not None:
             # A cosine lies in [-1, 1]: a threshold above 1 would switch the MRF term off.
             _check_number('confidence_threshold', self.confidence_threshold, low=-1.0,
@@ -354,11 +377,22 @@ CNNMRF = Preset(
     content_layers=('relu4_2',), content_weight=2e1, style_layers=('relu3_1', 'relu4_1'),
     style_weight=1e-4, overlap='average', tv_weight=1e-3, tv_variant='cnnmrf',
     sample_stride=2, synthesis_stride=2, num_rotation=1, num_scale=1,
-    confidence_threshold=0.0, noise='normal')
+    confidence_threshold=0.0, noise='normal', lbfgs_pair='step', lbfgs_tolerance_x=0.0,
+    lbfgs_tolerance_fun=0.0)
+
+#: dsanno's neural style (chainer-neural-style ``run.py --method gram``, ``NeuralStyle``): the
+#: Gram term at relu1_2, relu2_2, relu3_3 and relu4_3, content at relu3_3 and relu4_3, one level
+#: of 2000 steps from 0.001 x randn, the same L-BFGS as dsanno's MRF.
+GRAM = Preset(
+    name='gram', method='gram', iterations=2000, save_iter=100, resolution_num=1,
+    content_layers=('relu3_3', 'relu4_3'), content_weight=5.0,
+    style_layers=('relu1_2', 'relu2_2', 'relu3_3', 'relu4_3'), style_weight=100.0,
+    tv_weight=1e-3, initial_image='random', noise='normal')
 
 PRESETS = {
     'dsanno': Preset(),
     'cnnmrf': CNNMRF,
+    'gram': GRAM,
 }
 
 

@@ -19,7 +19,8 @@ import typing
 import chainer
 import numpy
 
-from chainer_mrf import colour, distributed, losses, memory, mrf, optimizers, presets, pyramid
+from chainer_mrf import colour, distributed, gram, losses, memory, mrf, optimizers, presets
+from chainer_mrf import pyramid
 from chainer_mrf import image as image_lib
 from chainer_mrf import inputs as inputs_lib
 from chainer_mrf.profiling import Profiler
@@ -55,6 +56,11 @@ class Step:
             patches of length D, semantic map channels included; under ``comm``, S is this
             rank's shard, and the matching's seconds include waiting for the other ranks); else
             ``None``. Default: ``None``.
+        stop (str or None): set on the step at which a level ended before its last step: the
+            L-BFGS stopping rule that held (a key of :data:`chainer_mrf.optimizers.STOPS`:
+            ``'gradient'``, ``'step'``, ``'energy'`` or ``'direction'``; the tolerances are
+            the preset's ``lbfgs_tolerance_x`` and ``lbfgs_tolerance_fun``), the image not
+            moved by this step; else ``None``. Default: ``None``.
     """
 
     level: int
@@ -68,6 +74,7 @@ class Step:
     chroma: typing.Any = None
     timings: typing.Optional[typing.Dict[str, float]] = None
     flops: typing.Optional[typing.Dict[str, int]] = None
+    stop: typing.Optional[str] = None
 
     def image(self):
         """The current image as RGB ``uint8`` (H, W, 3) on the host."""
@@ -208,7 +215,9 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
     optimizer = optimizers.create(config.optimizer, lr=config.lr,
                                   history_size=config.lbfgs_history,
                                   ys_floor=config.lbfgs_ys_floor,
-                                  scale_first_step=config.lbfgs_scale_first_step)
+                                  scale_first_step=config.lbfgs_scale_first_step,
+                                  pair=config.lbfgs_pair, tolerance_x=config.lbfgs_tolerance_x,
+                                  tolerance_fun=config.lbfgs_tolerance_fun)
     # The maps are full-size at every level: each layer's map is area-averaged from them.
     content_map = None if prepared.content_map is None else dev.send(prepared.content_map)
     style_maps = (None if prepared.style_maps is None
@@ -251,22 +260,30 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
                                     level_iteration, started=finite is not None)
                 # The image before the update: what a divergence error hands back.
                 finite = target.x.array.copy(), chroma
-                optimizer.update()
+                if isinstance(optimizer, optimizers.LBFGS):
+                    optimizer.update(energy=sum(values.values()))
+                else:
+                    optimizer.update()
+            # An L-BFGS stopping rule (the authors' preset) ends the level here, unmoved.
+            stop = getattr(optimizer, 'stopped', None)
             iteration += 1
             if callback is not None:
                 # A copy, so that a Step kept by the caller is not changed by later steps.
                 callback(Step(level, len(factors), iteration, level_iteration,
                               time.perf_counter() - start, values, target.x.array.copy(),
                               prepared.preprocessing, chroma,
-                              profiled and profiled.seconds, profiled and profiled.flops))
+                              profiled and profiled.seconds, profiled and profiled.flops,
+                              stop))
+            if stop:
+                break
         x = target.x.array
     return _rgb(x, chroma, prepared.preprocessing)
 
 
 class _Energy:
     """E(x) of one level, term by term (docs/algorithm.md): the content term at each content
-    layer, the MRF term at each style layer (:func:`chainer_mrf.mrf.mrf_terms`), the
-    regulariser.
+    layer, the style term at each style layer (the MRF term, :func:`chainer_mrf.mrf.mrf_terms`,
+    or neural style's, :func:`chainer_mrf.gram.gram_terms`), the regulariser.
 
     Args:
         vgg (VGG): the network, on the images' device.
@@ -290,26 +307,30 @@ class _Energy:
             with chainer.no_backprop_mode(), chainer.using_config('train', False):
                 self.content = {name: v.array for name, v in
                                 vgg(content, layers=config.content_layers).items()}
-        self.mrf_terms = mrf.mrf_terms(vgg, styles, vgg.shapes(shape, config.style_layers),
-                                       config, style_maps=style_maps, content_map=content_map,
-                                       comm=comm)
+        if config.method == 'gram':
+            # Nothing to shard: every rank holds the few C x C targets.
+            self.style_terms = gram.gram_terms(vgg, styles, config)
+        else:
+            self.style_terms = mrf.mrf_terms(vgg, styles, vgg.shapes(shape, config.style_layers),
+                                             config, style_maps=style_maps,
+                                             content_map=content_map, comm=comm)
 
     def __call__(self, x):
         """The terms at the image ``x`` (a Variable), by name, as scalar Variables."""
         config = self.config
         if config.keep_color:
-            # dsanno: the MRF term sees the luminance of x, the content term x itself.
+            # dsanno: the style term sees the luminance of x, the content term x itself.
             features = self.vgg(x, layers=self.content) if self.content else {}
-            mrf_features = self.vgg(colour.luminance(x), layers=config.style_layers)
+            style_features = self.vgg(colour.luminance(x), layers=config.style_layers)
         else:
             features = self.vgg(x, layers=set(self.content) | set(config.style_layers))
-            mrf_features = features
+            style_features = features
         terms = {}
         for name, reference in self.content.items():
             terms['content_' + presets.short_name(name)] = losses.content_loss(
                 features[name], reference, config.content_weight)
-        for name, term in zip(config.style_layers, self.mrf_terms):
-            terms['style_' + presets.short_name(name)] = term(mrf_features[name])
+        for name, term in zip(config.style_layers, self.style_terms):
+            terms['style_' + presets.short_name(name)] = term(style_features[name])
         terms['tv'] = losses.total_variation(x, config.tv_weight, config.tv_variant)
         return terms
 

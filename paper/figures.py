@@ -283,8 +283,9 @@ def _synthesize(run, data_dir, out_dir, device, overrides):
 
     with open(os.path.join(folder, 'trace.jsonl'), 'w') as trace:
         def record(step):
+            stop = {'stop': step.stop} if step.stop else {}
             trace.write(json.dumps({'level': step.level, 'iteration': step.iteration,
-                                    'seconds': step.seconds, **step.losses}) + '\n')
+                                    'seconds': step.seconds, **step.losses, **stop}) + '\n')
             levels[step.level] = step
         result = synthesize(source(run.content), source(run.style),
                             content_map=source(run.content_map), style_map=source(run.style_map),

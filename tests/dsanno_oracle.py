@@ -1,9 +1,10 @@
-"""An independent oracle: dsanno's CNNMRF (chainer-neural-style, ``run_mrf.py``) step by step.
+"""An independent oracle: dsanno's CNNMRF (chainer-neural-style, ``run_mrf.py``) and neural style
+(``run.py --method gram``) step by step.
 
 dsanno's code is Python 2 for Chainer 1; this is a line-by-line port to Python 3 and Chainer 7
 (``Variable(..., volatile=True)`` becomes ``no_backprop_mode``, ``chainer.Link(x=shape)`` a Link
 with one Parameter, ``zerograds`` ``cleargrads``). It uses none of chainer_mrf's losses, patches,
-matching, optimizers, pyramid or synthesis: only its VGG16 (the network dsanno's ``net.py``
+matching, Gram matrices, optimizers, pyramid or synthesis: only its VGG16 (the network dsanno's ``net.py``
 describes: Caffe VGG16, ReLU outputs, 2x2 max pooling with Chainer's default cover_all=True) and
 NumPy/Chainer. Each part names the dsanno file and function it follows.
 """
@@ -200,6 +201,92 @@ def _fit_one(model, link, optimizer, content_layers, style_patches, content_weig
         p = patch(layers[name])
         style_loss = style_weight * F.mean_squared_error(
             p, nearest_neighbor_patch(p, style_patch, style_patch_norm))
+        loss_info.append(('style_' + name, float(style_loss.array)))
+        loss += style_loss
+    tv_loss = tv_weight * total_variation(link.x)
+    loss_info.append(('tv', float(tv_loss.array)))
+    loss += tv_loss
+    loss.backward()
+    optimizer.update()
+    return loss_info
+
+
+def gram_matrix(x):
+    """util.py gram_matrix: a batched F F^T over (b, ch, w*h), divided by ch * w * h."""
+    b, ch, h, w = x.shape
+    v = F.reshape(x, (b, ch, w * h))
+    return F.batch_matmul(v, v, transb=True) / np.float32(ch * w * h)
+
+
+def neural_style(content_image, style_image, vgg, epoch_num, initial_image, lr=1.0,
+                 content_weight=5.0, style_weight=100.0, tv_weight=1e-3,
+                 content_layers=('3_3', '4_3'), style_layers=('1_2', '2_2', '3_3', '4_3'),
+                 resolution_num=1, callback=None):
+    """neural_style.py NeuralStyle.__fit with run.py's defaults (keep_color=False).
+
+    ``initial_image`` is ``'content'`` or the random start itself: dsanno draws
+    ``xp.random.normal(0, 1, size=content_x.shape).astype(np.float32) * 0.001`` from the unseeded
+    global generator, which no test can repeat, so the test passes the array it gives
+    chainer_mrf. Returns the final image array, preprocessed (1, 3, H, W).
+    """
+    optimizer = LBFGS(lr, size=10)  # style_transfer_runner.py run: the same for both methods
+
+    def model(x):  # net.py VGG.__call__
+        names = sorted(set(content_layers) | set(style_layers))
+        out = vgg(x, layers=['relu' + name for name in names])
+        return {name: out['relu' + name] for name in names}
+
+    input_image = None
+    width = content_image.shape[-1]
+    base_epoch = 0
+    for stride in [4, 2, 1][-resolution_num:]:
+        if width // stride < 64:
+            continue
+        content_x = content_image[:, :, ::stride, ::stride]
+        style_x = style_image[:, :, ::stride, ::stride]
+        with chainer.using_config('enable_backprop', False):
+            content_layers_ = model(content_x)
+        content_targets = [(name, content_layers_[name]) for name in content_layers]
+        with chainer.using_config('enable_backprop', False):
+            style_layers_ = model(style_x)
+        style_grams = [(name, gram_matrix(style_layers_[name])) for name in style_layers]
+        if input_image is None:
+            input_image = (content_image[:, :, ::stride, ::stride]
+                           if isinstance(initial_image, str) else initial_image)
+        else:
+            input_image = input_image.repeat(2, 2).repeat(2, 3)
+            h, w = content_x.shape[-2:]
+            input_image = input_image[:, :, :h, :w]
+        link = chainer.Link()
+        with link.init_scope():
+            link.x = chainer.Parameter(np.zeros(input_image.shape, dtype=np.float32))
+        link.x.array[:] = input_image
+        optimizer.setup(link)
+        for epoch in range(epoch_num):
+            loss_info = _fit_one_gram(model, link, optimizer, content_targets, style_grams,
+                                      content_weight, style_weight, tv_weight)
+            if callback:
+                callback(base_epoch + epoch, link.x, loss_info)
+        base_epoch += epoch_num
+        input_image = link.x.array
+    return link.x.array
+
+
+def _fit_one_gram(model, link, optimizer, content_layers, style_grams, content_weight,
+                  style_weight, tv_weight):
+    """neural_style.py NeuralStyle.__fit_one (keep_color=False): losses at x, then one update."""
+    link.cleargrads()
+    layers = model(link.x)
+    loss_info = []
+    loss = chainer.Variable(np.zeros((), dtype=np.float32))
+    for name, content_layer in content_layers:
+        content_loss = content_weight * F.mean_squared_error(
+            layers[name], chainer.Variable(content_layer.array))
+        loss_info.append(('content_' + name, float(content_loss.array)))
+        loss += content_loss
+    for name, style_gram in style_grams:
+        gram = gram_matrix(layers[name])
+        style_loss = style_weight * F.mean_squared_error(gram, chainer.Variable(style_gram.array))
         loss_info.append(('style_' + name, float(style_loss.array)))
         loss += style_loss
     tv_loss = tv_weight * total_variation(link.x)

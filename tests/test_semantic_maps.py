@@ -33,7 +33,7 @@ def _map_matches(vgg, monkeypatch, **options):
 def _region_agreement(energy, found):
     """Per layer: the share of interior query patches whose match has the query's label."""
     shares = []
-    for layer, (queries, indices) in zip(energy.mrf_terms, found):
+    for layer, (queries, indices) in zip(energy.style_terms, found):
         d = queries.shape[1] - 2 * 9
         query_labels = queries[:, d:].reshape(-1, 2, 9)
         bank_labels = layer.bank.patches[indices, d:].reshape(-1, 2, 9)
@@ -64,7 +64,7 @@ def test_matching_flops_count_the_map_channels(vgg):
     energy, prepared = level_energy(vgg, _map_content(), style, _halves(72, 96, 0),
                                     style_labels)
     expected = 0
-    for term, channels in zip(energy.mrf_terms, (256, 512)):
+    for term, channels in zip(energy.style_terms, (256, 512)):
         assert term.bank.dim == (channels + 2) * 9
         expected += 2 * term.patch_count * term.bank.size * term.bank.dim
     assert profiled_gradient(energy, prepared.content).flops['matching'] == expected

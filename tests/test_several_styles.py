@@ -15,7 +15,7 @@ def _style_patches(vgg, style, name):
 
 def test_the_bank_holds_every_style_images_patches(vgg):
     energy, prepared = level_energy(vgg, content_card(), [style_stripes(), content_card()[:64, :80]])
-    for term, name in zip(energy.mrf_terms, energy.config.style_layers):
+    for term, name in zip(energy.style_terms, energy.config.style_layers):
         parts = [_style_patches(vgg, style, name) for style in prepared.styles]
         assert term.bank.size == sum(len(part) for part in parts)
         numpy.testing.assert_allclose(term.bank.patches, numpy.concatenate(parts), rtol=1e-6)
