@@ -183,3 +183,38 @@ def test_help_shows_the_new_options():
            '(default: %s)' % presets.get_preset('dsanno').semantic_weight in text
     assert '-s STYLE, --style STYLE style image; repeat it for several' in text
     assert '--content_map CONTENT_MAP' in text and '--style_map STYLE_MAP' in text
+
+
+def test_neural_style_from_the_command_line(images, tmp_path, vgg16_path):
+    # dsanno's run.py options: --iter, --save_iter, --initial_image; the gram preset's defaults.
+    out = tmp_path / 'out'
+    done = generate(*small_args(images, out, '--preset', 'gram', '--iter', '4', '--save_iter',
+                                '2', '--seed', '0', '-m', vgg16_path))
+    assert done.returncode == 0, done.stderr
+    assert 'style transfer with the gram preset' in done.stdout
+    records = strict_json_lines(out / 'trace.jsonl')
+    assert [r['iteration'] for r in records] == [1, 2, 3, 4]
+    assert {'content_3_3', 'content_4_3', 'style_1_2', 'style_2_2', 'style_3_3', 'style_4_3',
+            'tv'} <= set(records[0])
+    assert sorted(os.listdir(out)) == ['out.png', 'out_0002.png', 'out_0004.png',
+                                       'settings.json', 'trace.jsonl']
+    # --method switches the style term under any preset's other defaults.
+    mrf = generate(*small_args(images, tmp_path / 'mrf', '--preset', 'gram', '--method', 'mrf',
+                               '--iter', '1', '-m', vgg16_path))
+    assert mrf.returncode == 0, mrf.stderr
+    assert 'style_1_2' in strict_json_lines(tmp_path / 'mrf' / 'trace.jsonl')[0]
+
+
+def test_an_early_stop_is_in_the_trace_and_the_progress(tmp_path, capsys):
+    from chainer_mrf import cli, outputs, synthesis
+    folder = outputs.RunFolder(str(tmp_path / 'out'))
+    with folder:
+        reporter = cli._Reporter(folder, 10, {'command': 'test'})
+        x = numpy.zeros((1, 3, 4, 4), numpy.float32)
+        for i, stop in ((1, None), (2, 'direction')):
+            reporter(synthesis.Step(0, 1, i, i, 0.1, {'tv': 1.0}, x, image.DSANNO, stop=stop))
+    records = strict_json_lines(tmp_path / 'out' / 'trace.jsonl')
+    assert ['stop' in r for r in records] == [False, True]
+    assert records[1]['stop'] == 'direction'
+    assert ('level 1/1 ended after 2 of its steps: the L-BFGS direction does not descend'
+            in capsys.readouterr().out)

@@ -168,3 +168,56 @@ def test_steps_keep_their_own_image(run):
     # Each step holds the image after it: consecutive ones differ, none was overwritten.
     assert numpy.abs(steps[0].x - steps[1].x).max() > 0
     assert numpy.abs(steps[1].x - steps[2].x).max() > 0
+
+
+def test_gram_preset_runs_neural_style(run):
+    result, steps = run(iterations=30, preset='gram', seed=0)
+    assert set(steps[0].losses) == {'content_3_3', 'content_4_3', 'style_1_2', 'style_2_2',
+                                    'style_3_3', 'style_4_3', 'tv'}
+    assert [s.levels for s in steps] == [1] * 30  # dsanno's run.py: one resolution
+    style = [sum(v for k, v in s.losses.items() if k.startswith('style')) for s in steps]
+    assert style[-1] < 0.5 * style[0]  # from noise, slowly at first (observed: 0.15 at 30)
+    assert result.shape == (48, 64, 3)
+
+
+def test_gram_style_equal_to_content_gives_zero_style_energy(run):
+    # From the content, with the content as the style: the Gram matrices are the style's.
+    _, steps = run(iterations=1, preset='gram', style=content_card(), initial_image='content')
+    assert all(v == pytest.approx(0, abs=1e-6) for k, v in steps[0].losses.items()
+               if k.startswith('style'))
+
+
+def test_gram_refuses_maps(vgg16_path):
+    card = content_card()
+    with pytest.raises(ValueError, match='gram method has none'):
+        synthesize(card, style_stripes(), preset='gram', model=vgg16_path,
+                   content_map=numpy.ones(card.shape[:2] + (1,), numpy.float32),
+                   style_map=numpy.ones(style_stripes().shape[:2] + (1,), numpy.float32))
+
+
+@pytest.mark.parametrize('options,stop,steps_made', [
+    # No gradient is that small: the first step of each level stops, and moves nothing.
+    ({'lbfgs_tolerance_fun': 1e30}, 'gradient', 1),
+    # g . H g (H = I at the first step) is below it: the direction test stops at once.
+    ({'lbfgs_tolerance_x': 1e30}, 'direction', 1),
+    # A step of about 1e-20 is below it: the second step of each level stops.
+    ({'lbfgs_tolerance_x': 1e-3, 'lr': 1e-20}, 'step', 2),
+])
+def test_lbfgs_stopping_rule_ends_a_level_early(run, options, stop, steps_made):
+    _, steps = run(iterations=(4, 4), preset='cnnmrf', max_size=64, resolution_num=2,
+                   **options)
+    assert [(s.level, s.level_iteration, s.stop) for s in steps] == [
+        (level, i, stop if i == steps_made else None)
+        for level in (0, 1) for i in range(1, steps_made + 1)]
+    assert [s.iteration for s in steps] == list(range(1, 2 * steps_made + 1))
+    if steps_made == 2:
+        # The stopping step leaves the image where it was evaluated.
+        numpy.testing.assert_array_equal(steps[1].x, steps[0].x)
+
+
+def test_the_authors_stopping_rules_never_end_a_normal_run_early(run):
+    # tolX = tolFun = 0: only an exactly zero gradient or step, or a direction that does not
+    # descend, stops; none occurs here.
+    _, steps = run(iterations=6, **CNNMRF_SMALL)
+    assert presets.get_preset('cnnmrf').lbfgs_tolerance_x == 0.0
+    assert len(steps) == 6 and not any(s.stop for s in steps)
