@@ -34,7 +34,8 @@ def _configured(loaded, preset='dsanno', **options):
     (presets.get_preset('dsanno').replace(keep_color=True), True, 1, {}),
     (presets.get_preset('dsanno').replace(optimizer='adam'), True, 1, {}),
     (CNNMRF16.replace(bank_dtype='float16'), True, 2, {}),
-    (CNNMRF16, True, 1, dict(map_channels=3, gpu=True))])
+    (CNNMRF16, True, 1, dict(map_channels=3, gpu=True)),
+    (presets.GRAM, True, 2, {})])
 def test_the_parts_add_up_to_the_total(config, content, styles, extra):
     found = memory.estimate(config, (240, 320), [(300, 320)] * styles, content=content,
                             **extra)
@@ -42,6 +43,20 @@ def test_the_parts_add_up_to_the_total(config, content, styles, extra):
     assert all(isinstance(v, int) and v >= 0 for v in found.parts.values())
     assert found.phase in ('steps', 'style banks')
     assert ('process' in found.parts) is not extra.get('gpu', False)
+
+
+def test_neural_style_holds_no_bank_but_one_gram_matrix_per_style_layer():
+    gram = presets.GRAM
+    steps = memory.estimate(gram, (240, 320), [(300, 320)])
+    assert steps.phase == 'steps' and steps.parts['style_banks'] == 0
+    # The targets: the content's relu3_3 and relu4_3 maps, and a C x C matrix per style layer.
+    shapes = memory._layer_maps('vgg16', (240, 320), gram.content_layers)
+    maps = 4 * sum(c * h * w for c, h, w in shapes.values())
+    grams = 4 * sum(c * c for c in (64, 128, 256, 512))
+    assert steps.parts['targets'] == maps + grams
+    # The MRF term at the same layers would need banks of every patch of the style.
+    mrf = memory.estimate(gram.replace(method='mrf'), (240, 320), [(300, 320)])
+    assert mrf.total > steps.total + mrf.parts['style_banks'] // 2
 
 
 def test_the_estimate_grows_linearly_with_the_pixels_at_a_fixed_bank():
