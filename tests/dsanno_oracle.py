@@ -140,32 +140,55 @@ def mrf(content_image, style_image, vgg, epoch_num, lr=1.0, content_weight=1.0,
     ``vgg`` is a chainer_mrf VGG16; ``callback(epoch, x, loss_info)`` as dsanno's. Returns the
     final image array, preprocessed (1, 3, H, W).
     """
-    optimizer = LBFGS(lr, size=10)  # style_transfer_runner.py run
+    model = _model(vgg, content_layers, style_layers)
 
-    def model(x):  # net.py VGG.__call__: {'4_2': relu4_2, ...}
-        names = sorted(set(content_layers) | set(style_layers))
+    def style_targets(style_layers_):
+        style_patches = []
+        for name in style_layers:
+            p = patch(style_layers_[name])
+            patch_norm = F.expand_dims(F.sum(p ** 2, axis=1) ** 0.5, 1)
+            style_patches.append((name, (p, patch_norm)))
+        return style_patches
+
+    def fit_one(link, optimizer, content_targets, style_patches):
+        return _fit_one(model, link, optimizer, content_targets, style_patches, _mrf_loss,
+                        content_weight, style_weight, tv_weight)
+
+    return _fit(content_image, style_image, model, content_layers, style_targets, fit_one,
+                epoch_num, lr, resolution_num, 'content', callback)
+
+
+def _model(vgg, content_layers, style_layers):
+    """net.py VGG.__call__: {'4_2': relu4_2, ...} of the layers asked for."""
+    names = sorted(set(content_layers) | set(style_layers))
+
+    def model(x):
         out = vgg(x, layers=['relu' + name for name in names])
         return {name: out['relu' + name] for name in names}
+    return model
 
+
+def _fit(content_image, style_image, model, content_layers, style_targets, fit_one, epoch_num,
+         lr, resolution_num, initial_image, callback):
+    """The level loop that dsanno's MRF.__fit and NeuralStyle.__fit share (written twice
+    there): the targets of each level from the subsampled content and style, the start (the
+    content, the given array, or the previous level doubled by repetition and cropped), a
+    fresh L-BFGS, ``epoch_num`` steps."""
+    optimizer = LBFGS(lr, size=10)  # style_transfer_runner.py run: the same for both methods
     input_image = None
     width = content_image.shape[-1]
     base_epoch = 0
-    for stlide in [4, 2, 1][-resolution_num:]:
-        if width // stlide < 64:
+    for stride in [4, 2, 1][-resolution_num:]:
+        if width // stride < 64:
             continue
+        content_x = content_image[:, :, ::stride, ::stride]
+        style_x = style_image[:, :, ::stride, ::stride]
         with chainer.no_backprop_mode():
-            content_x = chainer.Variable(content_image[:, :, ::stlide, ::stlide])
-            style_x = chainer.Variable(style_image[:, :, ::stlide, ::stlide])
             content_layers_ = model(content_x)
             content_targets = [(name, content_layers_[name]) for name in content_layers]
-            style_layers_ = model(style_x)
-            style_patches = []
-            for name in style_layers:
-                p = patch(style_layers_[name])
-                patch_norm = F.expand_dims(F.sum(p ** 2, axis=1) ** 0.5, 1)
-                style_patches.append((name, p, patch_norm))
+            targets = style_targets(model(style_x))
         if input_image is None:
-            input_image = content_image[:, :, ::stlide, ::stlide]
+            input_image = content_x if isinstance(initial_image, str) else initial_image
         else:
             input_image = input_image.repeat(2, 2).repeat(2, 3)
             h, w = content_x.shape[-2:]
@@ -176,39 +199,12 @@ def mrf(content_image, style_image, vgg, epoch_num, lr=1.0, content_weight=1.0,
         link.x.array[:] = input_image
         optimizer.setup(link)
         for epoch in range(epoch_num):
-            loss_info = _fit_one(model, link, optimizer, content_targets, style_patches,
-                                 content_weight, style_weight, tv_weight)
+            loss_info = fit_one(link, optimizer, content_targets, targets)
             if callback:
                 callback(base_epoch + epoch, link.x, loss_info)
         base_epoch += epoch_num
         input_image = link.x.array
     return link.x.array
-
-
-def _fit_one(model, link, optimizer, content_layers, style_patches, content_weight,
-             style_weight, tv_weight):
-    """neural_style.py MRF.__fit_one (keep_color=False): losses at x, then one update."""
-    link.cleargrads()
-    layers = model(link.x)
-    loss_info = []
-    loss = chainer.Variable(np.zeros((), dtype=np.float32))
-    for name, content_layer in content_layers:
-        content_loss = content_weight * F.mean_squared_error(
-            layers[name], chainer.Variable(content_layer.array))
-        loss_info.append(('content_' + name, float(content_loss.array)))
-        loss += content_loss
-    for name, style_patch, style_patch_norm in style_patches:
-        p = patch(layers[name])
-        style_loss = style_weight * F.mean_squared_error(
-            p, nearest_neighbor_patch(p, style_patch, style_patch_norm))
-        loss_info.append(('style_' + name, float(style_loss.array)))
-        loss += style_loss
-    tv_loss = tv_weight * total_variation(link.x)
-    loss_info.append(('tv', float(tv_loss.array)))
-    loss += tv_loss
-    loss.backward()
-    optimizer.update()
-    return loss_info
 
 
 def gram_matrix(x):
@@ -229,52 +225,35 @@ def neural_style(content_image, style_image, vgg, epoch_num, initial_image, lr=1
     global generator, which no test can repeat, so the test passes the array it gives
     chainer_mrf. Returns the final image array, preprocessed (1, 3, H, W).
     """
-    optimizer = LBFGS(lr, size=10)  # style_transfer_runner.py run: the same for both methods
+    model = _model(vgg, content_layers, style_layers)
 
-    def model(x):  # net.py VGG.__call__
-        names = sorted(set(content_layers) | set(style_layers))
-        out = vgg(x, layers=['relu' + name for name in names])
-        return {name: out['relu' + name] for name in names}
+    def style_targets(style_layers_):
+        return [(name, gram_matrix(style_layers_[name])) for name in style_layers]
 
-    input_image = None
-    width = content_image.shape[-1]
-    base_epoch = 0
-    for stride in [4, 2, 1][-resolution_num:]:
-        if width // stride < 64:
-            continue
-        content_x = content_image[:, :, ::stride, ::stride]
-        style_x = style_image[:, :, ::stride, ::stride]
-        with chainer.using_config('enable_backprop', False):
-            content_layers_ = model(content_x)
-        content_targets = [(name, content_layers_[name]) for name in content_layers]
-        with chainer.using_config('enable_backprop', False):
-            style_layers_ = model(style_x)
-        style_grams = [(name, gram_matrix(style_layers_[name])) for name in style_layers]
-        if input_image is None:
-            input_image = (content_image[:, :, ::stride, ::stride]
-                           if isinstance(initial_image, str) else initial_image)
-        else:
-            input_image = input_image.repeat(2, 2).repeat(2, 3)
-            h, w = content_x.shape[-2:]
-            input_image = input_image[:, :, :h, :w]
-        link = chainer.Link()
-        with link.init_scope():
-            link.x = chainer.Parameter(np.zeros(input_image.shape, dtype=np.float32))
-        link.x.array[:] = input_image
-        optimizer.setup(link)
-        for epoch in range(epoch_num):
-            loss_info = _fit_one_gram(model, link, optimizer, content_targets, style_grams,
-                                      content_weight, style_weight, tv_weight)
-            if callback:
-                callback(base_epoch + epoch, link.x, loss_info)
-        base_epoch += epoch_num
-        input_image = link.x.array
-    return link.x.array
+    def fit_one(link, optimizer, content_targets, style_grams):
+        return _fit_one(model, link, optimizer, content_targets, style_grams, _gram_loss,
+                        content_weight, style_weight, tv_weight)
+
+    return _fit(content_image, style_image, model, content_layers, style_targets, fit_one,
+                epoch_num, lr, resolution_num, initial_image, callback)
 
 
-def _fit_one_gram(model, link, optimizer, content_layers, style_grams, content_weight,
-                  style_weight, tv_weight):
-    """neural_style.py NeuralStyle.__fit_one (keep_color=False): losses at x, then one update."""
+def _mrf_loss(layer, style):
+    """MRF.__fit_one's style term of one layer, unweighted."""
+    style_patch, style_patch_norm = style
+    p = patch(layer)
+    return F.mean_squared_error(p, nearest_neighbor_patch(p, style_patch, style_patch_norm))
+
+
+def _gram_loss(layer, style_gram):
+    """NeuralStyle.__fit_one's style term of one layer, unweighted."""
+    return F.mean_squared_error(gram_matrix(layer), chainer.Variable(style_gram.array))
+
+
+def _fit_one(model, link, optimizer, content_layers, style_targets, style_loss, content_weight,
+             style_weight, tv_weight):
+    """neural_style.py MRF.__fit_one and NeuralStyle.__fit_one (keep_color=False), which differ
+    only in the style term (``style_loss``): losses at x, then one update."""
     link.cleargrads()
     layers = model(link.x)
     loss_info = []
@@ -284,11 +263,10 @@ def _fit_one_gram(model, link, optimizer, content_layers, style_grams, content_w
             layers[name], chainer.Variable(content_layer.array))
         loss_info.append(('content_' + name, float(content_loss.array)))
         loss += content_loss
-    for name, style_gram in style_grams:
-        gram = gram_matrix(layers[name])
-        style_loss = style_weight * F.mean_squared_error(gram, chainer.Variable(style_gram.array))
-        loss_info.append(('style_' + name, float(style_loss.array)))
-        loss += style_loss
+    for name, target in style_targets:
+        style_loss_ = style_weight * style_loss(layers[name], target)
+        loss_info.append(('style_' + name, float(style_loss_.array)))
+        loss += style_loss_
     tv_loss = tv_weight * total_variation(link.x)
     loss_info.append(('tv', float(tv_loss.array)))
     loss += tv_loss
