@@ -4,8 +4,10 @@ settings, and the comparison sheets.
 Each figure is data (:data:`FIGURES`): the runs it needs (inputs from the CNNMRF data folder,
 preset and options) and the authors' reference images to set beside ours. :func:`reproduce`
 runs them, writing for each run its image, its settings and its trace, then draws one labelled
-sheet per figure with the inputs, our results and the references. ``scripts/reproduce_figures.py``
-is its command line.
+sheet per figure with the inputs, our results and the references, one row per pair of inputs;
+with ``reuse`` it loads a finished run (:func:`load_run`) instead of running it again.
+``scripts/reproduce_figures.py`` is its command line; for the ``neural_style`` and ``balance``
+figures it also writes the measurements of ``paper/comparison.py`` and ``paper/balance.py``.
 
 The doodle's two semantic maps and its start image are not in the data folder: :func:`draw_maps`
 makes them into ``<out>/maps/``, the style's map by clustering the colours of ``picasso.jpg``,
@@ -20,6 +22,8 @@ This module is not part of the library (``chainer_mrf`` holds the method; this f
 library's public names it uses two of its private helpers, ``chainer_mrf._cli`` (the
 command-line error handling every script shares) and ``chainer_mrf._io`` (atomic writing).
 """
+import collections
+import contextlib
 import dataclasses
 import json
 import os
@@ -42,7 +46,7 @@ class Run:
         content (str or None): content image, relative to the data folder (``None``: texture
             or doodle).
         style (str or tuple of str): style image, relative to the data folder, or several.
-        preset (str): ``'cnnmrf'`` or ``'dsanno'``. Default: ``'cnnmrf'``.
+        preset (str): ``'cnnmrf'``, ``'dsanno'`` or ``'gram'``. Default: ``'cnnmrf'``.
         options (dict): preset fields that differ from the preset. Default: none.
         content_map (str or None): the content's semantic map, or the doodle: relative to the
             data folder, or one of :data:`DRAWN_MAPS`. Default: ``None``.
@@ -73,7 +77,12 @@ class Run:
 
 @dataclasses.dataclass(frozen=True)
 class Figure:
-    """A sheet: its runs, and the authors' results (relative to the data folder) to compare."""
+    """A sheet: its runs, and the authors' results (relative to the data folder) to compare.
+
+    The sheet has one row per pair of inputs among the runs, in the order of the runs: the
+    inputs, our results, then the references that :data:`AUTHORS` lists for that pair (any
+    other reference goes in the first row).
+    """
 
     name: str
     title: str
@@ -85,6 +94,40 @@ class Figure:
 _PORTRAIT = ('content/potrait1.jpg', 'style/picasso.jpg')
 _BALANCED = Run('portrait_balanced', 'ours, content weight 2e1', *_PORTRAIT,
                 options={'content_weight': 2e1})
+
+#: The (content, style) pairs that several figures share, by the names that the comparison's
+#: and the sweep's files and tables use.
+PAIRS = {'portrait': _PORTRAIT,
+         'photo_to_cartoon': ('content/0.jpg', 'style/0.jpg'),
+         'cartoon_to_photo': ('content/1.jpg', 'style/1.jpg')}
+
+#: The authors' results of each pair (the CNNMRF repository's ``examples/``), as
+#: ``(path, caption)``; the portrait's are Fig. 6's, content weights 4e1, 2e1 and 1e1 in order.
+AUTHORS = {
+    'portrait': (('examples/Interpolation/2_morecontent.png', 'authors, more content'),
+                 ('examples/Interpolation/3_balanced.png', 'authors, balanced'),
+                 ('examples/Interpolation/4_morestyle.png', 'authors, more style')),
+    'photo_to_cartoon': (('examples/0_to_0.png', 'authors, photo to cartoon'),),
+    'cartoon_to_photo': (('examples/1_to_1.png', 'authors, cartoon to photo'),),
+}
+
+#: The paper's 49 style copies of the photo/cartoon pairs (R = S = 3).
+_R3S3 = {'num_rotation': 3, 'num_scale': 3}
+
+#: The content weights of the ``balance`` figure's sweeps (cnnmrf preset), by pair: the
+#: portrait in octaves from the paper's 1e1 upward (with VGG16 the paper's balance lies at a
+#: higher weight, docs/figures.md), each photo/cartoon pair from its paper weight (2e1, 5) up.
+BALANCE_WEIGHTS = {'portrait': (10, 20, 40, 80, 160, 320, 640),
+                   'photo_to_cartoon': (20, 80, 160),
+                   'cartoon_to_photo': (5, 20, 40)}
+#: The options of each sweep's runs besides the content weight: the paper's, as in the
+#: ``tradeoff`` and ``photo_cartoon`` figures.
+_BALANCE_OPTIONS = {'portrait': {}, 'photo_to_cartoon': _R3S3, 'cartoon_to_photo': _R3S3}
+
+#: The two methods of the ``neural_style`` figure, at their presets' defaults (256 px wide):
+#: run-name suffix, caption, preset, options.
+_METHODS = (('gram', 'neural style (Gram)', 'gram', {'seed': 0}),
+            ('mrf', 'MRF', 'dsanno', {}))
 
 #: The options of the figures of our own options: dsanno's preset at width 192 (two levels,
 #: 96 and 192 px wide, of 100 steps each), small enough for a CPU.
@@ -104,21 +147,18 @@ FIGURES = (
             _BALANCED,
             Run('portrait_morestyle', 'ours, content weight 1e1', *_PORTRAIT,
                 options={'content_weight': 1e1})),
-           (('examples/Interpolation/2_morecontent.png', 'authors, more content'),
-            ('examples/Interpolation/3_balanced.png', 'authors, balanced'),
-            ('examples/Interpolation/4_morestyle.png', 'authors, more style'))),
+           AUTHORS['portrait']),
     Figure('coarse_to_fine', 'Coarse to fine: the result at the end of each level',
            (_BALANCED,),
            tuple(('examples/MultiRes/syn_res_%d.png' % i, 'authors, level %d of 4' % i)
                  for i in range(1, 5)),
            levels_of='portrait_balanced'),
     Figure('photo_cartoon', 'Photo to cartoon and cartoon to photo (R = S = 3)',
-           (Run('photo_to_cartoon', 'ours, photo to cartoon', 'content/0.jpg', 'style/0.jpg',
-                options={'content_weight': 2e1, 'num_rotation': 3, 'num_scale': 3}),
-            Run('cartoon_to_photo', 'ours, cartoon to photo', 'content/1.jpg', 'style/1.jpg',
-                options={'content_weight': 5.0, 'num_rotation': 3, 'num_scale': 3})),
-           (('examples/0_to_0.png', 'authors, photo to cartoon'),
-            ('examples/1_to_1.png', 'authors, cartoon to photo'))),
+           (Run('photo_to_cartoon', 'ours, photo to cartoon', *PAIRS['photo_to_cartoon'],
+                options={'content_weight': 2e1, **_R3S3}),
+            Run('cartoon_to_photo', 'ours, cartoon to photo', *PAIRS['cartoon_to_photo'],
+                options={'content_weight': 5.0, **_R3S3})),
+           AUTHORS['photo_to_cartoon'] + AUTHORS['cartoon_to_photo']),
     Figure('texture', 'Texture synthesis from 2.jpg',
            (Run('texture', 'ours, synthesised', None, 'style/2.jpg'),)),
     Figure('dsanno', 'The portrait with the dsanno preset, for comparison',
@@ -141,7 +181,54 @@ FIGURES = (
            (Run('two_styles', 'weights 1, 1', *_TWO_STYLES, preset='dsanno', options=_OURS),
             Run('two_styles_weighted', 'weights 0.75, 1', *_TWO_STYLES, preset='dsanno',
                 options={**_OURS, 'style_image_weights': (0.75, 1.0)}))),
+    Figure('neural_style', "Neural style (Gram matrices, dsanno's run.py --method gram, "
+                           "seed 0) beside MRF (dsanno preset), both 256 px wide",
+           tuple(Run('compare_%s_%s' % (pair, method), label, *PAIRS[pair], preset=preset,
+                     options=options)
+                 for pair in ('portrait', 'photo_to_cartoon')
+                 for method, label, preset, options in _METHODS)),
+    Figure('balance', 'Content weight sweeps, cnnmrf preset (the photo/cartoon pairs with '
+                      'R = S = 3)',
+           tuple(Run('balance_%s_%g' % (pair, weight), 'content weight %g' % weight,
+                     *PAIRS[pair], options={'content_weight': float(weight),
+                                            **_BALANCE_OPTIONS[pair]})
+                 for pair, weights in BALANCE_WEIGHTS.items() for weight in weights),
+           sum(AUTHORS.values(), ())),
 )
+
+#: The fields of a trace's records that are not energy terms: every other field is one, by
+#: its name (``content_4_2``, ``style_3_1``, ``tv``...).
+TRACE_FIELDS = ('level', 'iteration', 'seconds', 'stop')
+
+#: What :func:`load_run` returns: ``image``, the result (uint8 RGB); ``levels``, the image at
+#: the end of each level, coarsest first; ``settings``, the run's ``settings.json`` as read;
+#: ``trace``, its ``trace.jsonl``, one dict per step.
+Finished = collections.namedtuple('Finished', 'image levels settings trace')
+
+
+def get_figure(name):
+    """The figure of :data:`FIGURES` named ``name``.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the known ones).
+    """
+    for figure in FIGURES:
+        if figure.name == name:
+            return figure
+    raise ValueError('unknown figure %r (known: %s)'
+                     % (name, ', '.join(f.name for f in FIGURES)))
+
+
+def pair_of(run):
+    """The name of a run's (content, style) in :data:`PAIRS`, or ``None``."""
+    return next((name for name, pair in PAIRS.items() if pair == (run.content, run.style)),
+                None)
+
+
+def markdown_table(header, rows):
+    """A Markdown table: ``header`` a sequence of column titles, ``rows`` of cell texts."""
+    lines = ['| %s |' % ' | '.join(header), '|' + '---|' * len(header)]
+    return '\n'.join(lines + ['| %s |' % ' | '.join(row) for row in rows]) + '\n'
 
 
 def _paths(value):
@@ -230,7 +317,8 @@ def check_data(data_dir, figures=FIGURES):
                                 'and examples/)' % (data_dir, ', '.join(missing)))
 
 
-def reproduce(data_dir, out_dir, *, figures=FIGURES, device=-1, progress=None, **overrides):
+def reproduce(data_dir, out_dir, *, figures=FIGURES, device=-1, progress=None, reuse=False,
+              **overrides):
     """Runs every figure's synthesis once and draws the sheets.
 
     Args:
@@ -240,6 +328,9 @@ def reproduce(data_dir, out_dir, *, figures=FIGURES, device=-1, progress=None, *
         figures (sequence of Figure): which figures. Default: all of :data:`FIGURES`.
         device (int or str): as :func:`chainer_mrf.synthesize`. Default: -1 (CPU).
         progress (callable or None): called with a line of text per run. Default: ``None``.
+        reuse (bool): a run whose folder holds its finished outputs (:func:`load_run`) and the
+            ``settings.json`` it would write is loaded, not run again, so that sheets and
+            measurements can be redrawn from finished runs; any other runs. Default: False.
         **overrides: preset fields applied to every run (a smaller ``max_size``, fewer
             ``iterations``), e.g. for a quick look.
 
@@ -256,11 +347,21 @@ def reproduce(data_dir, out_dir, *, figures=FIGURES, device=-1, progress=None, *
     done = {}
     for figure in figures:
         for run in figure.runs:
-            if run.name not in done:
-                start = time.time()
-                done[run.name] = _synthesize(run, data_dir, out_dir, device, overrides)
-                if progress is not None:
-                    progress('%s: %.0f s' % (run.name, time.time() - start))
+            if run.name in done:
+                continue
+            start = time.time()
+            folder = os.path.join(out_dir, run.name)
+            config, settings = _settings(run, data_dir, out_dir, overrides)
+            finished = load_run(folder) if reuse else None
+            if finished is not None and finished.settings == settings:
+                done[run.name] = finished.image, finished.levels
+                line = '%s: reused' % run.name
+            else:
+                done[run.name] = _synthesize(run, folder, config, settings, data_dir, out_dir,
+                                             device)
+                line = '%s: %.0f s' % (run.name, time.time() - start)
+            if progress is not None:
+                progress(line)
     os.makedirs(os.path.join(out_dir, 'sheets'), exist_ok=True)
     sheets = []
     for figure in figures:
@@ -270,12 +371,46 @@ def reproduce(data_dir, out_dir, *, figures=FIGURES, device=-1, progress=None, *
     return sheets
 
 
-def _synthesize(run, data_dir, out_dir, device, overrides):
-    """One run; returns its result and its image at the end of each level."""
-    folder = os.path.join(out_dir, run.name)
-    os.makedirs(folder, exist_ok=True)
+def load_run(folder):
+    """A finished run's outputs, as :func:`reproduce` wrote them into ``folder``.
+
+    A run is finished when its folder holds ``settings.json`` (written last, and removed when
+    a run starts, so that a run stopped midway never passes for finished), ``trace.jsonl``
+    with at least one step, ``out.png``, and ``level_<k>.png`` for each level of the trace.
+
+    Returns:
+        Finished or None: the outputs, or ``None`` if the run has not finished.
+    """
+    paths = [os.path.join(folder, name) for name in ('settings.json', 'trace.jsonl', 'out.png')]
+    if not all(os.path.isfile(path) for path in paths):
+        return None
+    with open(paths[1]) as f:
+        trace = [json.loads(line) for line in f]
+    levels = [os.path.join(folder, 'level_%d.png' % k)
+              for k in range(1, len({record['level'] for record in trace}) + 1)]
+    if not trace or not all(os.path.isfile(path) for path in levels):
+        return None
+    with open(paths[0]) as f:
+        settings = json.load(f)
+    return Finished(image.load_image(paths[2]), [image.load_image(path) for path in levels],
+                    settings, trace)
+
+
+def _settings(run, data_dir, out_dir, overrides):
+    """A run's configuration, and its ``settings.json`` as ``json`` reads it back (tuples as
+    lists), which :func:`load_run`'s settings must equal for a reuse."""
     start = {} if run.start is None else {'initial_image': _source(run.start, data_dir, out_dir)}
     config = presets.get_preset(run.preset).replace(**{**run.options, **start, **overrides})
+    settings = {'content': run.content, 'style': run.style, 'content_map': run.content_map,
+                'style_map': run.style_map, 'start': run.start, **dataclasses.asdict(config)}
+    return config, json.loads(json.dumps(settings))
+
+
+def _synthesize(run, folder, config, settings, data_dir, out_dir, device):
+    """One run into ``folder``; returns its result and its image at the end of each level."""
+    os.makedirs(folder, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(folder, 'settings.json'))  # not finished until written again
     levels = {}
     def source(value):
         paths = [_source(path, data_dir, out_dir) for path in _paths(value)]
@@ -294,41 +429,53 @@ def _synthesize(run, data_dir, out_dir, device, overrides):
     for k, rgb in enumerate(level_images, 1):
         image.save_image(os.path.join(folder, 'level_%d.png' % k), rgb)
     image.save_image(os.path.join(folder, 'out.png'), result)
-    settings = {'content': run.content, 'style': run.style, 'content_map': run.content_map,
-                'style_map': run.style_map, 'start': run.start, **dataclasses.asdict(config)}
-    with open(os.path.join(folder, 'settings.json'), 'w') as f:
-        json.dump(settings, f, indent=1)
+    with _io.atomic_path(os.path.join(folder, 'settings.json')) as temporary:
+        with open(temporary, 'w') as f:
+            json.dump(settings, f, indent=1)
     return result, level_images
 
 
 def _sheet(figure, data_dir, out_dir, done):
-    """Inputs, our results and the authors' references side by side, each with a caption."""
-    panels = [(image.load_image(_source(path, data_dir, out_dir)), label)
-              for path, label in figure.runs[0].inputs()]
-    if figure.levels_of is not None:
-        for k, rgb in enumerate(done[figure.levels_of][1], 1):
-            panels.append((rgb, 'ours, end of level %d' % k))
-    else:
-        panels += [(done[run.name][0], run.label) for run in figure.runs]
-    panels += [(image.load_image(os.path.join(data_dir, path)), label)
-               for path, label in figure.references]
-    return _montage(panels, figure.title)
+    """One row per pair of inputs (:class:`Figure`): the inputs, our results (the
+    ``levels_of`` run's image at the end of each level instead of its result) and the
+    authors' references side by side, each with a caption."""
+    groups = {}  # the runs of each pair of inputs, in the figure's order
+    for run in figure.runs:
+        groups.setdefault(tuple(run.inputs()), []).append(run)
+    rows = []
+    for inputs, runs in groups.items():
+        panels = [(image.load_image(_source(path, data_dir, out_dir)), label)
+                  for path, label in inputs]
+        for run in runs:
+            if run.name == figure.levels_of:
+                panels += [(rgb, 'ours, end of level %d' % k)
+                           for k, rgb in enumerate(done[run.name][1], 1)]
+            else:
+                panels.append((done[run.name][0], run.label))
+        rows.append(panels)
+    for reference in figure.references:
+        row = next((i for i, runs in enumerate(groups.values())
+                    if reference in AUTHORS.get(pair_of(runs[0]), ())), 0)
+        rows[row].append((image.load_image(os.path.join(data_dir, reference[0])), reference[1]))
+    return _montage(rows, figure.title)
 
 
-def _montage(panels, title, height=256, caption=18):
-    """One row of panels scaled to ``height``, a caption under each, the title on top."""
-    scaled = [Image.fromarray(rgb).resize(
+def _montage(rows, title, height=256, caption=18):
+    """Rows of panels scaled to ``height``, a caption under each, the title on top."""
+    scaled = [[Image.fromarray(rgb).resize(
         (max(1, round(rgb.shape[1] * height / rgb.shape[0])), height), Image.Resampling.LANCZOS)
-        for rgb, _ in panels]
-    width = sum(p.width for p in scaled) + 8 * (len(scaled) + 1)
-    sheet = Image.new('RGB', (width, height + 2 * caption + 16), 'white')
+        for rgb, _ in panels] for panels in rows]
+    width = max(sum(p.width for p in row) + 8 * (len(row) + 1) for row in scaled)
+    band = height + caption + 8  # a row of panels with its captions
+    sheet = Image.new('RGB', (width, caption + 8 + len(rows) * band), 'white')
     draw = ImageDraw.Draw(sheet)
     draw.text((8, 4), title, fill='black')
-    x = 8
-    for panel, (_, label) in zip(scaled, panels):
-        sheet.paste(panel, (x, caption + 8))
-        draw.text((x, caption + 12 + height), label, fill='black')
-        x += panel.width + 8
+    for number, (row, panels) in enumerate(zip(scaled, rows)):
+        top, x = caption + 8 + number * band, 8
+        for panel, (_, label) in zip(row, panels):
+            sheet.paste(panel, (x, top))
+            draw.text((x, top + height + 4), label, fill='black')
+            x += panel.width + 8
     return numpy.asarray(sheet)
 
 
@@ -381,6 +528,10 @@ def main(argv=None):
     parser.add_argument('-g', '--gpu', type=int, default=-1, help='GPU id (default: -1, CPU)')
     parser.add_argument('--max_size', type=int, help='override the longer side (quick looks)')
     parser.add_argument('--iterations', type=int, help='override the steps per level')
+    parser.add_argument('--reuse', action='store_true',
+                        help='load a run whose folder holds its finished outputs with the same '
+                             'settings instead of running it again (redraws the sheets, plots '
+                             'and tables from finished runs)')
     parser.add_argument('--export', metavar='DIR',
                         help='also write each result (and drawn map) into DIR as a small '
                              '256-colour PNG, e.g. docs/figures')
@@ -392,9 +543,22 @@ def main(argv=None):
     overrides = {k: v for k, v in (('max_size', args.max_size),
                                    ('iterations', args.iterations)) if v is not None}
     for sheet in reproduce(args.data, args.out, figures=chosen, device=args.gpu,
-                           progress=lambda line: print(line, flush=True), **overrides):
+                           progress=lambda line: print(line, flush=True), reuse=args.reuse,
+                           **overrides):
         print('sheet %s' % sheet)
     if args.export is not None:
         for path in export(args.out, args.export, chosen):
             print('exported %s' % path)
+    # Imported here, not above: both modules import this one.
+    from paper import balance, comparison
+    reports = {'neural_style': comparison.report, 'balance': balance.report}
+    for figure in chosen:
+        if figure.name in reports:
+            text = reports[figure.name](args.data, args.out, figure)
+            path = os.path.join(args.out, 'sheets', figure.name + '.md')
+            with _io.atomic_path(path) as temporary:
+                with open(temporary, 'w') as f:
+                    f.write(text)
+            print(text)
+            print('table %s' % path)
     return 0

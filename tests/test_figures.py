@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import numpy
 import pytest
@@ -37,7 +38,7 @@ def test_every_figure_at_a_tiny_size(data, tmp_path, vgg16_path):
                                max_size=128, width=128, resolution_num=2, iterations=1,
                                num_rotation=0, num_scale=0)
     runs = {run.name for figure in figures.FIGURES for run in figure.runs}
-    assert len(lines) == len(runs) == 15  # the balanced portrait is shared by three figures
+    assert len(lines) == len(runs) == 32  # the balanced portrait is shared by three figures
     assert [os.path.basename(s) for s in sheets] == [f.name + '.png' for f in figures.FIGURES]
     for name in runs:
         folder = out / name
@@ -48,6 +49,12 @@ def test_every_figure_at_a_tiny_size(data, tmp_path, vgg16_path):
         assert (folder / 'level_1.png').exists() and (folder / 'level_2.png').exists()
     settings = json.loads((out / 'photo_to_cartoon' / 'settings.json').read_text())
     assert settings['content_weight'] == 2e1 and settings['name'] == 'cnnmrf'
+    settings = json.loads((out / 'compare_portrait_gram' / 'settings.json').read_text())
+    assert settings['name'] == 'gram' and settings['method'] == 'gram' and settings['seed'] == 0
+    settings = json.loads((out / 'compare_photo_to_cartoon_mrf' / 'settings.json').read_text())
+    assert settings['name'] == 'dsanno' and settings['content'] == 'content/0.jpg'
+    settings = json.loads((out / 'balance_cartoon_to_photo_5' / 'settings.json').read_text())
+    assert settings['content_weight'] == 5.0 and settings['style'] == 'style/1.jpg'
     assert json.loads((out / 'portrait_dsanno' / 'settings.json').read_text())['name'] == 'dsanno'
     settings = json.loads((out / 'doodle' / 'settings.json').read_text())
     assert settings['content'] is None and settings['content_map'] == 'maps/doodle_map.png'
@@ -77,6 +84,10 @@ def test_every_figure_at_a_tiny_size(data, tmp_path, vgg16_path):
     # The trade-off sheet: content, style, three of ours, three of the authors'.
     sheet = image.load_image(str(out / 'sheets' / 'tradeoff.png'))
     assert sheet.shape[0] == 256 + 2 * 18 + 16 and sheet.shape[1] > 8 * 256
+    # One row per pair of inputs: the title, then a row of panels and captions for each.
+    for name, rows in (('photo_cartoon', 2), ('neural_style', 2), ('balance', 3)):
+        sheet = image.load_image(str(out / 'sheets' / (name + '.png')))
+        assert sheet.shape[0] == 18 + 8 + rows * (256 + 18 + 8), name
 
 
 def test_missing_data_is_one_line_naming_the_files(tmp_path):
@@ -105,3 +116,87 @@ def test_the_library_holds_no_figure_code():
             with open(os.path.join(folder, name), encoding='utf-8') as f:
                 source = f.read()
             assert 'import paper' not in source and 'from paper' not in source, name
+
+
+def _counting_synthesis(calls):
+    """A stand-in for ``chainer_mrf.synthesize`` that records its preset and reports two
+    levels of one step each, checking that no ``settings.json`` lies in the run's folder
+    while it runs (a run stopped midway must not pass for finished)."""
+    def synthesize(content, style, *, preset, callback, **_):
+        calls.append(preset)
+        rgb = image.load_image(content)
+        for level in range(2):
+            callback(types.SimpleNamespace(level=level, iteration=level + 1, seconds=0.5,
+                                           losses={'style_3_2': 2.0, 'tv': 1.0}, stop=None,
+                                           image=lambda: rgb))
+        return rgb
+    return synthesize
+
+
+def test_reuse_loads_a_finished_run_with_the_same_settings(tmp_path, monkeypatch):
+    for path, picture in (('content/card.png', content_card()),
+                          ('style/stripes.png', style_stripes())):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        image.save_image(str(tmp_path / path), picture)
+    calls, lines = [], []
+    monkeypatch.setattr(figures, 'synthesize', _counting_synthesis(calls))
+    figure = figures.Figure('tiny', 'tiny', (figures.Run('card', 'card', 'content/card.png',
+                                                         'style/stripes.png', preset='dsanno'),))
+    out = tmp_path / 'out'
+
+    def reproduce(**options):
+        figures.reproduce(str(tmp_path), str(out), figures=[figure], progress=lines.append,
+                          **options)
+        return len(calls), lines[-1]
+
+    assert reproduce(reuse=True)[0] == 1  # nothing to reuse yet
+    assert reproduce(reuse=True) == (1, 'card: reused')
+    sheet = image.load_image(str(out / 'sheets' / 'tiny.png'))
+    assert sheet.shape[0] == 256 + 2 * 18 + 16  # drawn from the loaded images
+    assert reproduce()[0] == 2  # without reuse, every run runs
+    assert reproduce(reuse=True, iterations=5)[0] == 3  # other settings: run again
+    assert calls[-1].iterations == 5
+    assert reproduce(reuse=True, iterations=5) == (3, 'card: reused')
+    (out / 'card' / 'level_2.png').unlink()  # a level missing: not finished
+    assert reproduce(reuse=True, iterations=5)[0] == 4
+    (out / 'card' / 'settings.json').unlink()  # as a run stopped midway leaves it
+    assert figures.load_run(str(out / 'card')) is None
+    assert reproduce(reuse=True, iterations=5)[0] == 5
+    finished = figures.load_run(str(out / 'card'))
+    assert finished.settings['iterations'] == 5 and finished.settings['style'] == \
+        'style/stripes.png'
+    assert [record['level'] for record in finished.trace] == [0, 1] and len(finished.levels) == 2
+    assert (finished.image == image.load_image(str(tmp_path / 'content' / 'card.png'))).all()
+
+
+def test_the_new_figures_runs_and_references(data_dir):
+    neural_style, balance = (figures.get_figure(name) for name in ('neural_style', 'balance'))
+    figures.check_data(data_dir, [neural_style, balance])  # every input and reference exists
+    assert [(run.name, run.preset, run.options, run.content, run.style)
+            for run in neural_style.runs] == [
+        ('compare_portrait_gram', 'gram', {'seed': 0}, 'content/potrait1.jpg',
+         'style/picasso.jpg'),
+        ('compare_portrait_mrf', 'dsanno', {}, 'content/potrait1.jpg', 'style/picasso.jpg'),
+        ('compare_photo_to_cartoon_gram', 'gram', {'seed': 0}, 'content/0.jpg', 'style/0.jpg'),
+        ('compare_photo_to_cartoon_mrf', 'dsanno', {}, 'content/0.jpg', 'style/0.jpg')]
+    names = [run.name for run in balance.runs]
+    assert names[:7] == ['balance_portrait_%d' % w for w in (10, 20, 40, 80, 160, 320, 640)]
+    assert names[7:] == ['balance_photo_to_cartoon_20', 'balance_photo_to_cartoon_80',
+                         'balance_photo_to_cartoon_160', 'balance_cartoon_to_photo_5',
+                         'balance_cartoon_to_photo_20', 'balance_cartoon_to_photo_40']
+    assert all(run.preset == 'cnnmrf' for run in balance.runs)
+    assert balance.runs[0].options == {'content_weight': 10.0}
+    assert balance.runs[-1].options == {'content_weight': 40.0, 'num_rotation': 3,
+                                        'num_scale': 3}
+    assert [figures.pair_of(run) for run in balance.runs[6:8]] == ['portrait',
+                                                                   'photo_to_cartoon']
+    assert [path for path, _ in balance.references] == [
+        'examples/Interpolation/2_morecontent.png', 'examples/Interpolation/3_balanced.png',
+        'examples/Interpolation/4_morestyle.png', 'examples/0_to_0.png', 'examples/1_to_1.png']
+    with pytest.raises(ValueError, match='unknown figure .* balance'):
+        figures.get_figure('balanse')
+
+
+def test_markdown_table():
+    assert figures.markdown_table(('a', 'b'), [('1', '2'), ('3', '4')]) == (
+        '| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |\n')
