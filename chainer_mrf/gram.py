@@ -1,5 +1,5 @@
 """Neural style's term (Gatys et al. 2016), the method CNNMRF is defined against (docs/algorithm.md,
-"Neural style").
+"Neural style (Gram)").
 
 Where the MRF term pulls every patch of the synthesised features toward its nearest style patch,
 neural style matches only the features' second-order statistics: at each style layer the Gram

@@ -14,7 +14,8 @@ Every term returns a scalar :class:`chainer.Variable`; the total energy is their
   as written; the ``1/2`` their gradients imply is built into the loss.
 
 Neural style (Gatys et al. 2016), which the MRF method is defined against, replaces the MRF term by
-:func:`gram_loss` as dsanno's ``NeuralStyle`` computes it (docs/algorithm.md, "Neural style").
+:func:`gram_loss` as dsanno's ``NeuralStyle`` computes it (docs/algorithm.md,
+"Neural style (Gram)").
 """
 import chainer
 import chainer.functions as F
