@@ -80,7 +80,7 @@ def test_flops_are_those_of_the_work_that_ran(runs, vgg):
 def test_matching_flops_equal_the_terms_patch_counts(vgg):
     energy, prepared = level_energy(vgg, content_card(), style_stripes())
     expected = sum(2 * term.patch_count * term.bank.size * term.bank.dim
-                   for term in energy.mrf_terms)
+                   for term in energy.style_terms)
     profile = profiled_gradient(energy, prepared.content)
     assert profile.flops['matching'] == expected
     layers = set(energy.config.style_layers) | set(energy.config.content_layers)
