@@ -124,6 +124,11 @@ BALANCE_WEIGHTS = {'portrait': (10, 20, 40, 80, 160, 320, 640),
 #: ``tradeoff`` and ``photo_cartoon`` figures.
 _BALANCE_OPTIONS = {'portrait': {}, 'photo_to_cartoon': _R3S3, 'cartoon_to_photo': _R3S3}
 
+#: The content weights that give the authors' three looks (more content, balanced, more style)
+#: with VGG16, as the ``balance`` sweep calibrates them, rounded: (weight, as written, the
+#: authors' weight for VGG19).
+CALIBRATED = ((310, '3.1e2', '4e1'), (110, '1.1e2', '2e1'), (60, '6e1', '1e1'))
+
 #: The two methods of the ``neural_style`` figure, at their presets' defaults (256 px wide):
 #: run-name suffix, caption, preset, options.
 _METHODS = (('gram', 'neural style (Gram)', 'gram', {'seed': 0}),
@@ -147,6 +152,14 @@ FIGURES = (
             _BALANCED,
             Run('portrait_morestyle', 'ours, content weight 1e1', *_PORTRAIT,
                 options={'content_weight': 1e1})),
+           AUTHORS['portrait']),
+    # The same looks with VGG16's calibrated weights (docs/figures.md, "The balance with VGG16,
+    # measured"): named as the sweep's runs, so a finished run serves both figures.
+    Figure('tradeoff_vgg16', "Fig. 6 (top) with VGG16's calibrated content weights, cnnmrf "
+                             "preset",
+           tuple(Run('balance_portrait_%g' % weight, 'ours, content weight %s (theirs %s)'
+                     % (text, theirs), *_PORTRAIT, options={'content_weight': float(weight)})
+                 for weight, text, theirs in CALIBRATED),
            AUTHORS['portrait']),
     Figure('coarse_to_fine', 'Coarse to fine: the result at the end of each level',
            (_BALANCED,),

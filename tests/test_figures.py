@@ -38,7 +38,7 @@ def test_every_figure_at_a_tiny_size(data, tmp_path, vgg16_path):
                                max_size=128, width=128, resolution_num=2, iterations=1,
                                num_rotation=0, num_scale=0)
     runs = {run.name for figure in figures.FIGURES for run in figure.runs}
-    assert len(lines) == len(runs) == 32  # the balanced portrait is shared by three figures
+    assert len(lines) == len(runs) == 35  # the balanced portrait is shared by three figures
     assert [os.path.basename(s) for s in sheets] == [f.name + '.png' for f in figures.FIGURES]
     for name in runs:
         folder = out / name
@@ -53,6 +53,8 @@ def test_every_figure_at_a_tiny_size(data, tmp_path, vgg16_path):
     assert settings['name'] == 'gram' and settings['method'] == 'gram' and settings['seed'] == 0
     settings = json.loads((out / 'compare_photo_to_cartoon_mrf' / 'settings.json').read_text())
     assert settings['name'] == 'dsanno' and settings['content'] == 'content/0.jpg'
+    settings = json.loads((out / 'balance_portrait_110' / 'settings.json').read_text())
+    assert settings['content_weight'] == 110.0 and settings['name'] == 'cnnmrf'
     settings = json.loads((out / 'balance_cartoon_to_photo_5' / 'settings.json').read_text())
     assert settings['content_weight'] == 5.0 and settings['style'] == 'style/1.jpg'
     assert json.loads((out / 'portrait_dsanno' / 'settings.json').read_text())['name'] == 'dsanno'
