@@ -221,3 +221,14 @@ def test_the_authors_stopping_rules_never_end_a_normal_run_early(run):
     _, steps = run(iterations=6, **CNNMRF_SMALL)
     assert presets.get_preset('cnnmrf').lbfgs_tolerance_x == 0.0
     assert len(steps) == 6 and not any(s.stop for s in steps)
+
+
+@pytest.mark.parametrize('option', ['keep_color', 'luminance_only', 'match_color_histogram'])
+def test_gram_takes_dsannos_colour_options(run, option):
+    # run.py applies them to both methods alike; each changes the style term's first value.
+    _, plain = run(iterations=1, preset='gram', seed=0)
+    result, steps = run(iterations=2, preset='gram', seed=0, **{option: True})
+    style = [sum(v for k, v in s.losses.items() if k.startswith('style')) for s in steps]
+    plain_style = sum(v for k, v in plain[0].losses.items() if k.startswith('style'))
+    assert all(numpy.isfinite(style)) and style[0] != plain_style
+    assert result.shape == (48, 64, 3)
