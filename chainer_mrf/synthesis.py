@@ -1,4 +1,5 @@
-"""``synthesize``: the coarse-to-fine loop that minimises the MRF, content and regulariser terms.
+"""``synthesize``: the coarse-to-fine loop that minimises the MRF (or Gram), content and regulariser
+terms.
 
 It reads top to bottom as the data flows: the inputs are loaded and prepared
 (:mod:`chainer_mrf.inputs`); at each level the content's features give the content term's
@@ -137,8 +138,9 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
             Default: ``None``.
         style_map (map or sequence of maps or None): the style's map, of its size, or one per
             style image. Maps come on both sides or on neither. Default: ``None``.
-        preset (str or presets.Preset): whose defaults to use, ``'dsanno'`` or ``'cnnmrf'``.
-            Default: ``'dsanno'``.
+        preset (str or presets.Preset): whose defaults to use, ``'dsanno'``, ``'cnnmrf'``
+            (the two MRF originals) or ``'gram'`` (dsanno's neural style, the method MRF is
+            compared with). Default: ``'dsanno'``.
         device (int or str or chainer.backend.Device): ``-1``, ``'cpu'`` or ``'@numpy'`` for
             the CPU; a GPU id (``0``, ``'0'``), ``'gpu'``, ``'cuda:1'`` or a Chainer device
             specifier (``'@cupy:0'``). Default: ``-1``.
