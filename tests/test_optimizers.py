@@ -583,11 +583,13 @@ def test_stops_are_tested_over_all_parameters():
     link.a.grad, link.b.grad = numpy.zeros(2, numpy.float32), numpy.ones(3, numpy.float32)
     opt.update()
     assert opt.stopped is None
-    numpy.testing.assert_array_equal(link.b.array, numpy.full(3, 1 - numpy.float32(1 / 3)))
+    numpy.testing.assert_array_equal(
+        link.b.array, numpy.full(3, numpy.float32(1) - numpy.float32(1 / 3), numpy.float32))
     link.a.grad, link.b.grad = numpy.zeros(2, numpy.float32), numpy.zeros(3, numpy.float32)
     opt.update()
     assert opt.stopped == 'gradient'
-    numpy.testing.assert_array_equal(link.b.array, numpy.full(3, 1 - numpy.float32(1 / 3)))
+    numpy.testing.assert_array_equal(
+        link.b.array, numpy.full(3, numpy.float32(1) - numpy.float32(1 / 3), numpy.float32))
 
 
 def test_authors_state_round_trips_through_a_serializer(tmp_path):
