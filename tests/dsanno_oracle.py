@@ -34,6 +34,14 @@ def postprocess(x):
     return (np.transpose(x[0], (1, 2, 0)) + MEAN)[:, :, ::-1]
 
 
+def pixel_difference(result, final):
+    """|ours - dsanno's| per pixel and channel: chainer_mrf's uint8 ``result`` against the
+    oracle's ``final`` array, in one convention (chainer_mrf rounds to uint8 where dsanno
+    truncates, astype after clip)."""
+    theirs = np.rint(postprocess(final)).clip(0, 255).astype(np.uint8)
+    return np.abs(result.astype(int) - theirs.astype(int))
+
+
 def total_variation(x):
     """util.py total_variation, newest version: per-channel [1, -1] kernels, unnormalised sum."""
     ch = x.shape[1]  # dsanno writes the 3x3 kernel banks out by hand; the same arrays
