@@ -1,4 +1,9 @@
-"""Fixtures: the real VGG16 weights, small random-weight models, the example data."""
+"""Fixtures: the real VGG16 weights, small random-weight models, the example data; the skip policy.
+
+Skips are reported (``make test`` passes ``-rs``). Where ``CHAINER_MRF_NO_SKIP=1`` (CI sets it:
+``.ci/run``), only a test marked ``gpu`` may skip: any other skip, a missing compiler, data folder
+or package, is turned into a failure that keeps the skip's reason, which says what to install.
+"""
 import os
 
 import pytest
@@ -6,6 +11,18 @@ import pytest
 from chainer_mrf import image
 from chainer_mrf import weights as weights_lib
 from helpers import DATA, content_card, random_weights, style_stripes
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if (report.skipped and os.environ.get('CHAINER_MRF_NO_SKIP') == '1'
+            and item.get_closest_marker('gpu') is None):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = 'failed'
+        report.longrepr = ('only GPU tests may skip here (CHAINER_MRF_NO_SKIP=1), and this one '
+                           'skipped: %s' % reason)
+    return report
 
 
 def _require_or_skip(what, hint):
@@ -37,7 +54,9 @@ def random_vgg16_path(tmp_path_factory):
 def data_dir():
     """The paper's example images (../shared/data/cnnmrf); tests skip where it is absent."""
     if not os.path.isdir(DATA):
-        pytest.skip('example data %s is absent (it is not part of a user\'s clone)' % DATA)
+        pytest.skip('example data %s is absent: it is not part of a user\'s clone; put the '
+                    'project\'s shared/data/cnnmrf folder (the paper\'s images) beside the clone'
+                    % DATA)
     return DATA
 
 

@@ -212,7 +212,8 @@ def test_bad_inputs():
 def test_kernels_compile_with_nvcc(tmp_path):
     nvcc = shutil.which('nvcc')
     if nvcc is None:
-        pytest.skip('nvcc is absent: the CUDA source is not compiled here')
+        pytest.skip('nvcc is absent, so the CUDA source is not compiled: install the CUDA '
+                    'toolkit (its nvcc on PATH; no GPU needed)')
     ptx = tmp_path / 'match.ptx'
     subprocess.run([nvcc, '--ptx', '-Werror', 'all-warnings', '-o', str(ptx),
                     matching.KERNEL_PATH], check=True, capture_output=True, timeout=120)
@@ -248,7 +249,8 @@ def shim_launch(tmp_path_factory):
     """``launch(name, grid, block, args)`` running the kernels' C++ build on NumPy arrays."""
     gxx = shutil.which('g++')
     if gxx is None:
-        pytest.skip('g++ is absent: the C++ shim build of the kernels is not tested here')
+        pytest.skip('g++ is absent, so the C++ shim build of the kernels is not tested: install '
+                    'g++ (Debian: apt-get install g++)')
     build = tmp_path_factory.mktemp('shim')
     (build / 'driver.cpp').write_text(DRIVER)
     library = build / 'libmatch_shim.so'
