@@ -1,6 +1,7 @@
-"""The MRF term of one layer (chainer_mrf.mrf) against a plain NumPy reference: the dense
-normalised cross-correlation, its argmax and the energy written out; its gradient; the
-confidence threshold; the content map; errors; the matching node; the terms of a level."""
+"""The MRF term of one layer (chainer_mrf.mrf) against a plain NumPy reference (the authors'
+update loop by loop and dsanno's mean, tests/authors_oracle.py): the dense normalised
+cross-correlation, its argmax and the energy written out; its gradient; the confidence
+threshold; the content map; errors; the matching node; the terms of a level."""
 import chainer_mrf  # noqa: F401  (NumPy shims before chainer)
 import chainer
 import chainer.functions as F
@@ -11,72 +12,8 @@ from chainer import gradient_check
 from chainer_mrf import matching, mrf, patches, presets, style_copies
 from chainer_mrf.matching import PatchBank
 
-K = 3  # the patch size throughout
-
-
-# --- the reference, in float64 -------------------------------------------------------------
-
-def _starts(n, stride):
-    """The authors' grid along one axis: 0, stride, ... while a patch fits, plus the last."""
-    starts = list(range(0, n - K + 1, stride))
-    return starts if starts[-1] == n - K else starts + [n - K]
-
-
-def _patches(feature, stride):
-    """(P, C*K*K) float64 patches of a (C, H, W) map, row-major over the grid, each flattened
-    channel first; and the grid's row and column starts."""
-    feature = numpy.asarray(feature, numpy.float64)
-    rows, cols = _starts(feature.shape[1], stride), _starts(feature.shape[2], stride)
-    return (numpy.array([feature[:, r:r + K, c:c + K].ravel() for r in rows for c in cols]),
-            rows, cols)
-
-
-def _nearest(queries, parts, weights=None):
-    """The dense score matrix: weight * <q, s> / |s|, its argmax, the winners' cosines and the
-    margin of each winner over the runner-up."""
-    weights = [1.0] * len(parts) if weights is None else weights
-    bank = numpy.concatenate(parts)
-    factor = numpy.concatenate([numpy.full(len(p), w) for p, w in zip(parts, weights)])
-    scores = queries @ bank.T * (factor / numpy.linalg.norm(bank, axis=1))[None]
-    index = scores.argmax(1)
-    ordered = numpy.sort(scores, axis=1)
-    best = scores[numpy.arange(len(index)), index]
-    return index, best / numpy.linalg.norm(queries, axis=1), ordered[:, -1] - ordered[:, -2]
-
-
-def _reference(feature, parts, *, weight, stride, overlap, weights=None, threshold=None,
-               extra=None):
-    """The MRF term of a (C, H, W) feature map against bank ``parts`` (float64 patch arrays),
-    written out: energy, gradient (C, H, W), indices, kept patches and the matching margins.
-
-    ``extra`` holds columns appended to the queries for the matching only (a content map's).
-    """
-    channels, height, width = feature.shape
-    queries, rows, cols = _patches(feature, stride)
-    dim = queries.shape[1]
-    matched_on = queries if extra is None else numpy.hstack([queries, extra])
-    index, cosine, margin = _nearest(matched_on, parts, weights)
-    targets = numpy.concatenate(parts)[index, :dim]
-    keep = numpy.ones(len(index), bool) if threshold is None else cosine >= threshold
-    diff = (queries - targets) * keep[:, None]
-    windows = [(r, c) for r in rows for c in cols]
-    count = numpy.zeros((height, width))
-    for (r, c), kept in zip(windows, keep):
-        count[r:r + K, c:c + K] += kept
-    count = numpy.maximum(count, 1)
-    grad = numpy.zeros(feature.shape)
-    energy = 0.0
-    for (r, c), d in zip(windows, diff):
-        d = d.reshape(channels, K, K)
-        if overlap == 'sum':
-            energy += weight * (d ** 2).sum() / diff.size
-            grad[:, r:r + K, c:c + K] += 2 * weight * d / diff.size
-        else:
-            cover = count[r:r + K, c:c + K]
-            energy += weight / 2 * (d ** 2 / cover).sum()
-            grad[:, r:r + K, c:c + K] += weight * d / cover
-    return dict(energy=energy, grad=grad, index=index, keep=keep, margin=margin, cosine=cosine)
-
+import authors_oracle as oracle
+from authors_oracle import K  # the patch size throughout
 
 # --- helpers for the library side ----------------------------------------------------------
 
@@ -113,8 +50,8 @@ def _bank(styles, sample_stride=1, weights=None):
 
 
 def _check_against_reference(term, feature, styles, recorded, *, sample_stride=1, **reference):
-    parts = [_patches(s, sample_stride)[0] for s in styles]
-    expected = _reference(feature, parts, **reference)
+    parts = [oracle.patches(s, sample_stride)[0] for s in styles]
+    expected = oracle.mrf_term(feature, parts, **reference)
     _assert_agrees(term, feature, recorded, expected)
     return expected
 
@@ -141,9 +78,9 @@ def test_term_equals_the_dense_reference(recorded, overlap, stride, sample_strid
     styles = [_random(rng, 6, 9, 7)]
     bank = _bank(styles, sample_stride)
     term = mrf.MRFTerm(bank, feature.shape, weight=0.7, stride=stride, overlap=overlap)
-    rows, cols = _starts(8, stride), _starts(10, stride)
+    rows, cols = oracle.starts(8, stride), oracle.starts(10, stride)
     assert term.patch_count == len(rows) * len(cols)
-    assert bank.size == len(_starts(9, sample_stride)) * len(_starts(7, sample_stride))
+    assert bank.size == len(oracle.starts(9, sample_stride)) * len(oracle.starts(7, sample_stride))
     _check_against_reference(term, feature, styles, recorded, sample_stride=sample_stride,
                              weight=0.7, stride=stride, overlap=overlap)
 
@@ -171,7 +108,7 @@ def test_part_weights_decide_which_part_wins(recorded, overlap):
     rng = numpy.random.RandomState(7)
     feature = _random(rng, 5, 7, 9)
     styles = [_random(rng, 5, 8, 8), _random(rng, 5, 7, 9)]
-    first = len(_patches(styles[0], 1)[0])
+    first = len(oracle.patches(styles[0], 1)[0])
     shares = []
     for weights in [None, (1.0, 0.97), (0.97, 1.0)]:
         term = mrf.MRFTerm(_bank(styles, weights=weights), feature.shape, weight=0.3,
@@ -224,7 +161,7 @@ def test_known_answer_for_a_shifted_style():
     energy, grad = _run(term, feature)
     # Each patch matched itself shifted by 0.01: every difference is 0.01.
     assert energy == pytest.approx(1.0 * 0.01 ** 2, rel=1e-4)
-    queries, rows, cols = _patches(feature, 1)
+    queries, rows, cols = oracle.patches(feature, 1)
     count = numpy.zeros((7, 7))
     for r in rows:
         for c in cols:
@@ -336,13 +273,13 @@ def test_content_map_steers_the_matching_and_not_the_energy(recorded, overlap):
                        content_map=content_map[None])
     assert bank.dim == (4 + 2) * 9
     # The reference: matched on features and map columns, the energy on the features only.
-    map_columns = _patches(content_map, 1)[0]
-    style_columns = _patches(numpy.concatenate([style, labels * strength]), 1)[0]
-    expected = _reference(feature, [style_columns], weight=0.4, stride=1, overlap=overlap,
-                          extra=map_columns)
+    map_columns = oracle.patches(content_map, 1)[0]
+    style_columns = oracle.patches(numpy.concatenate([style, labels * strength]), 1)[0]
+    expected = oracle.mrf_term(feature, [style_columns], weight=0.4, stride=1, overlap=overlap,
+                               extra=map_columns)
     _assert_agrees(term, feature, recorded, expected)
     # The map columns' differences are large: the energy left them out.
-    queries = _patches(feature, 1)[0]
+    queries = oracle.patches(feature, 1)[0]
     map_part = ((map_columns - style_columns[expected['index'], 36:]) ** 2).sum()
     feature_part = ((queries - style_columns[expected['index'], :36]) ** 2).sum()
     assert map_part > 10 * feature_part
@@ -407,7 +344,7 @@ def test_nearest_patches_node(cosine):
     bank = PatchBank(parts, weights=[1.0, 0.9])
     queries = chainer.Variable(_random(rng, 17, 20))
     matched, scores = mrf.NearestPatches(bank, cosine=cosine).apply((queries,))
-    index, cos, margin = _nearest(queries.array.astype(numpy.float64),
+    index, cos, margin = oracle.nearest(queries.array.astype(numpy.float64),
                                   [p.astype(numpy.float64) for p in parts], [1.0, 0.9])
     assert margin.min() > 1e-4
     numpy.testing.assert_array_equal(matched.array, numpy.concatenate(parts)[index])
@@ -428,7 +365,7 @@ def test_nearest_patches_node(cosine):
 
 def _grid_count(shape, stride):
     height, width = shape
-    return len(_starts(height, stride)) * len(_starts(width, stride))
+    return len(oracle.starts(height, stride)) * len(oracle.starts(width, stride))
 
 
 def test_mrf_terms_build_one_bank_per_layer_from_every_copy(vgg):
@@ -460,7 +397,7 @@ def test_mrf_terms_build_one_bank_per_layer_from_every_copy(vgg):
             for copy in image_copies:
                 with chainer.no_backprop_mode():
                     features = vgg(copy[None], layers=[name])[name].array
-                expected.append(_patches(features[0], 2)[0])
+                expected.append(oracle.patches(features[0], 2)[0])
         numpy.testing.assert_allclose(term.bank.patches, numpy.concatenate(expected),
                                       rtol=1e-5, atol=1e-5 * numpy.abs(expected[0]).max())
         # The second image's nine copies carry its weight in the inverse norms, the targets
