@@ -16,6 +16,12 @@ A caffemodel is a serialised ``NetParameter``. The field numbers below are those
 The file is memory-mapped and walked in place: only the convolution blobs are read and copied,
 so the 400 MB fully-connected blob of VGG16's ``fc6`` is skipped without being touched.
 
+Protobuf has no checksum: a damaged byte inside a float payload still parses, as another value.
+So the converter identifies a caffemodel by its SHA1 (:func:`check_published`): the two files
+the VGG authors published are recognised, a file with one's name or size but another hash is
+refused as damaged or altered, and any other file is converted with a line saying that its
+values are unverified.
+
 The writer (:func:`write_vgg_caffemodel`, :func:`write_layer`, :func:`encode_blob`) makes the
 files that the tests and ``benchmarks/convert_caffemodel.py`` read: both layouts, both blob
 shapes, and the ReLU, pooling, fully-connected, dropout and softmax layers around the
@@ -27,6 +33,7 @@ Command line::
     scripts/convert_caffemodel.py VGG_ILSVRC_16_layers.caffemodel models/vgg16.npz
     scripts/convert_caffemodel.py VGG_ILSVRC_19_layers.caffemodel models/vgg19.npz --arch vgg19
 """
+import hashlib
 import io
 import math
 import mmap
@@ -57,6 +64,71 @@ _V1_V0_LAYER = 1
 _BLOB_LEGACY_SHAPE = (1, 2, 3, 4)  # num, channels, height, width
 _BLOB_DATA, _BLOB_SHAPE, _BLOB_DOUBLE_DATA = 5, 7, 8
 _SHAPE_DIM = 1
+
+
+#: The caffemodels the VGG authors published, by SHA1: ``(file name, size in bytes, arch)``.
+#: The hashes are those of the Caffe model zoo's readme front matter (``sha1:``) for
+#: http://www.robots.ox.ac.uk/~vgg/software/very_deep/caffe/VGG_ILSVRC_16_layers.caffemodel
+#: and ..._19_layers.caffemodel; the sizes are the bytes Caffe's protobuf reader reports
+#: reading for them.
+PUBLISHED = {
+    '9363e1f6d65f7dba68c4f27a1e62105cdf6c4e24': ('VGG_ILSVRC_16_layers.caffemodel', 553432081,
+                                                 'vgg16'),
+    '239785e7862442717d831f682bb824055e51e9ba': ('VGG_ILSVRC_19_layers.caffemodel', 574671192,
+                                                 'vgg19'),
+}
+
+
+def sha1_of(path, chunk=1 << 20):
+    """The hex SHA1 of a file, read ``chunk`` bytes at a time (default: 1 MiB), so that a
+    528 MB caffemodel is hashed in 1 MiB of memory."""
+    digest = hashlib.sha1()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(chunk), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_published(path, arch, unverified=False):
+    """Tells, by its SHA1, whether a caffemodel is one of :data:`PUBLISHED`.
+
+    Args:
+        path (str or os.PathLike): the caffemodel.
+        arch (str): the architecture it is converted as.
+        unverified (bool): accept a file that has a published file's name or size but
+            another hash (a fine-tuned copy) instead of refusing it. Default: ``False``.
+
+    Returns:
+        str: one line: ``PATH: the published VGG_ILSVRC_16_layers.caffemodel (sha1 ...)``, or
+        ``PATH: sha1 ... is not a published VGG caffemodel: its values are unverified``.
+
+    Raises:
+        FileNotFoundError: if ``path`` is not a file.
+        ValueError: naming the file: a published file converted as another architecture, or,
+            unless ``unverified``, a file with a published file's name or size but another
+            SHA1 (damaged or altered: a damaged float would convert without an error).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError('caffemodel not found: %s' % path)
+    digest = sha1_of(path)
+    if digest in PUBLISHED:
+        published, _, published_arch = PUBLISHED[digest]
+        if published_arch != arch:
+            raise ValueError('%s is the published %s (%s): convert it with --arch %s, not %s'
+                             % (path, published, published_arch.upper(), published_arch, arch))
+        return '%s: the published %s (sha1 %s)' % (path, published, digest)
+    size, base = os.path.getsize(path), os.path.basename(path)
+    for published_digest, (published, published_size, _) in PUBLISHED.items():
+        if base == published or size == published_size:
+            what = 'it has the %s of the published %s but sha1 %s, not %s' % (
+                'name' if base == published else 'size', published, digest, published_digest)
+            if not unverified:
+                raise ValueError('%s: damaged or altered: %s (download it again; --unverified '
+                                 'converts it anyway)' % (path, what))
+            return '%s: %s: its values are unverified' % (path, what)
+    return '%s: sha1 %s is not a published VGG caffemodel: its values are unverified' \
+        % (path, digest)
 
 
 def _type_value(layout, kind):
@@ -218,30 +290,37 @@ def _copy_values(buf, spans, dtype):
         .astype(numpy.float32, copy=False)
 
 
-def convert_caffemodel(src, dst, arch='vgg16'):
+def convert_caffemodel(src, dst, arch='vgg16', unverified=False, report=None):
     """Converts the convolution layers of a VGG caffemodel to a weights file.
+
+    The file is first identified by its SHA1 (:func:`check_published`), then read.
 
     Args:
         src (str or os.PathLike): the ``.caffemodel``.
         dst (str or os.PathLike): the ``.npz`` to write, atomically; an existing file is
             replaced.
         arch (str): ``'vgg16'`` or ``'vgg19'``. Default: ``'vgg16'``.
+        unverified (bool): see :func:`check_published`. Default: ``False``.
+        report (callable or None): called with :func:`check_published`'s line once the file
+            is written (``print`` shows it). Default: ``None``.
 
     Returns:
         dict: the arrays written, as returned by :func:`read_caffemodel`.
 
     Raises:
-        FileNotFoundError, protowire.DecodeError, ValueError: see :func:`read_caffemodel`;
-            ValueError also for an unknown ``arch`` and for convolution layers that are not
-            exactly those of ``arch`` with its shapes (the missing ones are named). Nothing
-            is written then.
+        FileNotFoundError, protowire.DecodeError, ValueError: see :func:`check_published` and
+            :func:`read_caffemodel`; ValueError also for an unknown ``arch`` and for
+            convolution layers that are not exactly those of ``arch`` with its shapes (the
+            missing ones are named). Nothing is written then.
 
     Examples:
         >>> convert_caffemodel('VGG_ILSVRC_19_layers.caffemodel', 'models/vgg19.npz',
-        ...                    'vgg19')  # doctest: +SKIP
+        ...                    'vgg19', report=print)  # doctest: +SKIP
+        VGG_ILSVRC_19_layers.caffemodel: the published VGG_ILSVRC_19_layers.caffemodel (sha1 ...)
     """
     src = os.fspath(src)
     names = [name for name, _, _ in weights_lib.conv_layers(arch)]  # checks arch first
+    note = check_published(src, arch, unverified)
     found = read_caffemodel(src)
     missing = [name for name in names if name + '/W' not in found]
     if missing:
@@ -251,6 +330,8 @@ def convert_caffemodel(src, dst, arch='vgg16'):
     # Checked here as well as in save_weights so that an error names the caffemodel, not dst.
     weights_lib.check_weights(found, arch, source=src)
     weights_lib.save_weights(dst, found, arch)
+    if report is not None:
+        report(note)
     return found
 
 
@@ -425,7 +506,8 @@ def write_vgg_caffemodel(f, weights, layout='v1', legacy=None, fc=VGG_FC, rng=No
 
 
 def main(argv=None):
-    """``scripts/convert_caffemodel.py IN.caffemodel OUT.npz [--arch vgg16|vgg19] [--force]``.
+    """``scripts/convert_caffemodel.py IN.caffemodel OUT.npz [--arch vgg16|vgg19] [--force]
+    [--unverified]``: prints what the file is (:func:`check_published`), then what was written.
 
     Args:
         argv (list of str or None): the arguments; ``None`` reads ``sys.argv``. Default:
@@ -442,11 +524,16 @@ def main(argv=None):
     parser.add_argument('--arch', default='vgg16', choices=weights_lib.ARCHS,
                         help='architecture of the caffemodel (default: vgg16)')
     parser.add_argument('--force', action='store_true', help='replace OUT if it exists')
+    parser.add_argument('--unverified', action='store_true',
+                        help='convert a file that has the name or size of a published VGG '
+                             'caffemodel but not its SHA1 (a fine-tuned copy), which is '
+                             'otherwise refused as damaged')
     args = parser.parse_args(argv)
     if os.path.exists(args.out) and not args.force:
         raise ValueError('%s exists (use --force to replace it)' % args.out)
     start = time.perf_counter()
-    found = convert_caffemodel(args.caffemodel, args.out, args.arch)
+    found = convert_caffemodel(args.caffemodel, args.out, args.arch, args.unverified,
+                               report=print)
     print('wrote %s: %d %s convolution layers in %.2f s'
           % (args.out, len(found) // 2, args.arch.upper(), time.perf_counter() - start))
     return 0

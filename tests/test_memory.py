@@ -1,7 +1,10 @@
 """The memory estimate and the check that refuses what does not fit (chainer_mrf.memory)."""
+import json
+import os
 import re
+import subprocess
+import sys
 import time
-import tracemalloc
 import types
 
 import chainer_mrf  # noqa: F401  (NumPy shims before chainer)
@@ -242,18 +245,44 @@ def test_a_20000_pixel_wide_request_is_refused_naming_a_width_that_fits(monkeypa
     _refused(config.replace(width=int(width * 1.1)), loaded)
 
 
+#: Run in a fresh process (argv[1]: the tests' folder): the peak of the memory Python allocates
+#: while ``memory.check`` refuses a 100000 x 100000 texture a second time, above what was
+#: allocated before, and the refusal. Measured there because tracemalloc's peak is the
+#: process's: tracing started earlier (PYTHONTRACEMALLOC, -X tracemalloc, another test) would
+#: count earlier allocations, and stopping it would end another's tracing.
+TRACED_REFUSAL = r"""
+import json, sys, tracemalloc
+sys.path.insert(0, sys.argv[1])
+import chainer_mrf
+from chainer_mrf import inputs, memory, presets
+from helpers import style_stripes
+loaded = inputs.Inputs(None, [style_stripes()], None, [None], None)
+config = inputs.configure(presets.CNNMRF.replace(arch='vgg16', size=(100000, 100000)), loaded)
+def refusal():
+    try:
+        memory.check(config, loaded, limit=8 << 30)
+    except memory.MemoryRequestError as error:
+        return str(error)
+first = refusal()  # imports and caches, not traced
+tracemalloc.start()
+before = tracemalloc.get_traced_memory()[0]
+tracemalloc.reset_peak()
+second = refusal()
+print(json.dumps([tracemalloc.get_traced_memory()[1] - before, first, second]))
+"""
+
+
 def test_a_texture_of_100000_squared_is_refused_at_once_and_without_allocating():
     loaded = _loaded(content=False)
     config = _configured(loaded, CNNMRF16, size=(100000, 100000))
     start = time.perf_counter()
     message = _refused(config, loaded, limit=8 * GiB)
     assert time.perf_counter() - start < 1  # 0.06 s on the 2-core machine, idle
-    tracemalloc.start()
-    try:
-        assert _refused(config, loaded, limit=8 * GiB) == message
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    done = subprocess.run([sys.executable, '-c', TRACED_REFUSAL, os.path.dirname(__file__)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    peak, *refusals = json.loads(done.stdout)
+    assert refusals == [message, message]
     assert peak < 4 << 20  # the whole search, where one layer's patches would take terabytes
     assert message.startswith('this synthesis needs about ') and 'TiB at its peak' in message
     assert 'but memory_limit is 8.0 GiB' in message and message.endswith(

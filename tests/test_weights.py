@@ -1,8 +1,11 @@
 """The weights file format: layer tables, checking, saving, loading (fetching: test_fetch.py)."""
 import errno
+import hashlib
 import io
 import os
 import pickle
+import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -156,3 +159,86 @@ def test_the_old_command_says_where_it_went():
     assert done.returncode == 2 and done.stdout == ''
     assert done.stderr == ('error: the weights command is now "chainer-mrf-weights" '
                            '(or "python -m chainer_mrf.fetch")\n')
+
+
+# --- the content digest ---------------------------------------------------------------------
+
+def _digest(arrays):
+    """The content digest as weights.py's docstring defines it, computed here independently."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = arrays[name]
+        digest.update(('%s\0%s\0%s\0' % (name, array.dtype.str,
+                                           ','.join(map(str, array.shape)))).encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def _rewritten(path, change, comment=None):
+    """Rewrites the zip at ``path`` member by member, ``change(name, data)`` giving each
+    member's new bytes (``None`` drops it), with valid CRCs; keeps its comment unless given."""
+    with zipfile.ZipFile(path) as archive:
+        members = [(info.filename, archive.read(info)) for info in archive.infolist()]
+        kept = archive.comment if comment is None else comment
+    with zipfile.ZipFile(path, 'w') as archive:
+        for name, data in members:
+            data = change(name, data)
+            if data is not None:
+                archive.writestr(name, data)
+        archive.comment = kept
+
+
+def test_a_saved_file_carries_the_digest_of_its_arrays(tmp_path):
+    weights = random_weights('vgg16', seed=8)
+    path = tmp_path / 'w.npz'
+    weights_lib.save_weights(path, weights, 'vgg16')
+    digest = _digest(weights)
+    with zipfile.ZipFile(path) as archive:
+        assert archive.comment == b'chainer-mrf sha256:' + digest.encode()
+    assert weights_lib.content_digest(weights) == digest
+    arrays, verified = weights_lib.read_arrays(path)
+    assert verified == digest and sorted(arrays) == sorted(weights)
+
+
+def test_a_file_without_a_digest_loads_unverified(tmp_path, random_vgg16_path):
+    # As chainer-mrf wrote weights before it stored a digest: numpy.savez.
+    weights = weights_lib.read_arrays(random_vgg16_path)[0]
+    path = tmp_path / 'old.npz'
+    with open(path, 'wb') as f:
+        numpy.savez(f, **weights)
+    arch, loaded = weights_lib.load_weights(path)
+    assert arch == 'vgg16' and all(numpy.array_equal(loaded[k], weights[k]) for k in weights)
+    assert weights_lib.read_arrays(path)[1] is None
+
+
+@pytest.mark.parametrize('change', [
+    # A value changed, with a CRC that matches it (the zip sees nothing wrong).
+    lambda name, data: data[:-4] + b'\0\0\0\0' if name == 'conv5_3/b.npy' else data,
+    # A member gone from the archive (as a damaged directory count drops one).
+    lambda name, data: None if name == 'conv1_1/b.npy' else data,
+], ids=['value', 'member dropped'])
+def test_arrays_that_are_not_those_written_are_refused(tmp_path, random_vgg16_path, change):
+    path = tmp_path / 'w.npz'
+    shutil.copyfile(random_vgg16_path, path)
+    _rewritten(path, change)
+    message = ('%s: not a readable weights file (.npz): damaged: sha256 content digest mismatch '
+               '(its arrays are not those it was written with); make it again ("chainer-mrf-'
+               'weights fetch --force" or scripts/convert_caffemodel.py --force)' % path)
+    for read in (weights_lib.load_weights, weights_lib.read_arrays):
+        with pytest.raises(ValueError) as raised:
+            read(path)
+        assert str(raised.value) == message
+
+
+@pytest.mark.parametrize('comment', [b'chainer-mrf sha256:' + b'0' * 64,
+                                     b'chainer-mrf sha256:' + b'0' * 63,
+                                     b'made by hand'])
+def test_a_comment_that_is_not_the_digest_is_refused(tmp_path, comment):
+    path = tmp_path / 'w.npz'
+    weights_lib.write_arrays(path, {'a': numpy.arange(3, dtype=numpy.float32)})
+    _rewritten(path, lambda name, data: data, comment)
+    reason = ('damaged: sha256 content digest mismatch' if len(comment) == 83 else
+              'damaged: its zip comment is not a chainer-mrf content digest')
+    with pytest.raises(ValueError, match='^%s: not a readable weights file \\(.npz\\): %s'
+                                         % (re.escape(str(path)), reason)):
+        weights_lib.read_arrays(path)
