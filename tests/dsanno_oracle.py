@@ -256,8 +256,11 @@ def _levels(content_image, style_image, model, content_layers, style_targets, st
             content_targets = [(name, content_layers_[name]) for name in content_layers]
             targets = style_targets(model(style_x))
 
-        def energy(x, content_targets=content_targets, targets=targets):
-            return _energy(model, x, content_targets, targets, style_loss, weights, keep_color)
+        def energy(x, content_targets=content_targets, targets=targets, seen={}):
+            return _energy(model, x, content_targets, targets, style_loss, weights, keep_color,
+                           seen)
+        # For a test's rounding bounds: the targets, and the style layers' last features.
+        energy.targets, energy.seen = targets, energy.__defaults__[-1]
         yield content_x, energy
 
 
@@ -277,11 +280,7 @@ def _fit(levels, epoch_num, lr, initial_image, callback):
     input_image = None
     base_epoch = 0
     for content_x, energy in levels:
-        if input_image is None:
-            input_image = content_x if isinstance(initial_image, str) else initial_image
-        else:
-            input_image = upsample(input_image, content_x.shape)
-        link = _image_link(input_image)
+        link = _image_link(_start(input_image, content_x, initial_image))
         optimizer.setup(link)
         for epoch in range(epoch_num):
             link.cleargrads()
@@ -293,6 +292,14 @@ def _fit(levels, epoch_num, lr, initial_image, callback):
         base_epoch += epoch_num
         input_image = link.x.array
     return link.x.array
+
+
+def _start(previous, content_x, initial_image):
+    """A level's start in MRF.__fit and NeuralStyle.__fit: at the first (no ``previous``
+    image) the content or the given array, else the previous level's image upsampled."""
+    if previous is None:
+        return content_x if isinstance(initial_image, str) else initial_image
+    return upsample(previous, content_x.shape)
 
 
 def _image_link(input_image):
@@ -323,16 +330,15 @@ def teacher_forced(levels, steps, lr=1.0, initial_image='content'):
     (:func:`gradient`); ``x_next``, dsanno's L-BFGS update of ``x`` when it is fed the given
     (x, grad) history (a fresh L-BFGS at each level); and at a level's first step ``start``,
     dsanno's start of the level (the content or ``initial_image``, or the previous level's
-    last given ``x_next`` upsampled), else None. So every step compares inputs that are equal,
-    and no difference in rounding is carried from one step to the next.
+    last given ``x_next`` upsampled), else None; ``lbfgs``, the L-BFGS's kept pairs ``s`` and
+    ``h0`` after the update (for :func:`lbfgs_bound`); ``energy``, the level's (with its
+    ``targets`` and, in ``seen``, the style layers' features at ``x``). So every step compares inputs that are equal, and no difference in
+    rounding is carried from one step to the next.
     """
     optimizer = LBFGS(lr, size=10)
     previous = None
-    for (content_x, energy), level_steps in zip(levels, steps):
-        if previous is None:
-            start = content_x if isinstance(initial_image, str) else initial_image
-        else:
-            start = upsample(previous, content_x.shape)
+    for level_steps, (content_x, energy) in zip(steps, levels):  # no level past the steps
+        start = _start(previous, content_x, initial_image)
         link = _image_link(start)
         optimizer.setup(link)
         for x, grad, x_next in level_steps:
@@ -340,8 +346,9 @@ def teacher_forced(levels, steps, lr=1.0, initial_image='content'):
             link.x.array[...] = x
             link.x.grad = np.array(grad, dtype=np.float32)
             optimizer.update()
+            lbfgs = dict(s=list(optimizer.state['s']), h0=optimizer.state['h0'])
             yield dict(losses=losses, grad=oracle_grad, x_next=link.x.array.copy(),
-                       start=start)
+                       start=start, lbfgs=lbfgs, energy=energy)
             start = None
             previous = x_next
 
@@ -353,11 +360,11 @@ def gram_matrix(x):
     return F.batch_matmul(v, v, transb=True) / np.float32(ch * w * h)
 
 
-def _energy(model, x, content_layers, style_targets, style_loss, weights, keep_color):
+def _energy(model, x, content_layers, style_targets, style_loss, weights, keep_color, seen):
     """neural_style.py MRF.__fit_one and NeuralStyle.__fit_one up to ``loss.backward()``,
     which differ only in the style term (``style_loss(name, layer, target)``): with
     ``keep_color`` the style term sees the network's features of ``util.gray(x)``. Returns the
-    loss and dsanno's ``loss_info``."""
+    loss and dsanno's ``loss_info``; ``seen`` keeps each style layer's features (arrays)."""
     content_weight, style_weight, tv_weight = weights
     layers = model(x)
     if keep_color:
@@ -372,6 +379,7 @@ def _energy(model, x, content_layers, style_targets, style_loss, weights, keep_c
         loss_info.append(('content_' + name, float(content_loss.array)))
         loss += content_loss
     for name, target in style_targets:
+        seen[name] = trans_layers[name].array
         style_loss_ = style_weight * style_loss(name, trans_layers[name], target)
         loss_info.append(('style_' + name, float(style_loss_.array)))
         loss += style_loss_
@@ -518,3 +526,72 @@ def gamma(n):
     """
     worst = n * U / (1 - n * U) if n * U < 1 else math.inf
     return min(worst, math.expm1(LAMBDA * math.sqrt(n) * U + n * U * U / (1 - U)))
+
+
+#: Output channels of net.py VGG's convolutions (VGG16's), for :func:`backward_gamma`.
+CHANNELS = {'1_1': 64, '1_2': 64, '2_1': 128, '2_2': 128, '3_1': 256, '3_2': 256, '3_3': 256,
+            '4_1': 512, '4_2': 512, '4_3': 512}
+
+
+def backward_gamma(deepest):
+    """A model bound on the relative (2-norm) rounding error of a float32 input gradient taken
+    back from the layer ``deepest`` through VGG: the sum of :func:`gamma` (9 C) over the
+    convolutions on the way (each one's input gradient is a reduction over the 3 x 3 x C of its
+    outputs; ReLU masks and max-pooling routes are exact), each layer's error carried to the
+    input without gain (first order in u)."""
+    names = list(CHANNELS)
+    return sum(gamma(9 * CHANNELS[name]) for name in names[:names.index(deepest) + 1])
+
+
+def lbfgs_bound(state, grad, x_next):
+    """A first-order bound, element by element, on the rounding error of one float32 update of
+    dsanno's L-BFGS (:class:`LBFGS`, after its ``update``: its kept pairs and h0 in ``state``)
+    at the gradient ``grad``, giving ``x_next``: each dot product of length n within
+    :func:`gamma` (n) of its magnitudes (h0 and rho within two of them and a division), every
+    other operation within u, the errors carried through the two-loop recursion in float64."""
+    grad = np.ravel(grad).astype(np.float64)
+    g = gamma(grad.size)
+    q, error = grad.copy(), np.zeros(grad.size)
+
+    def scalar(rho, vector):
+        """rho * vector.q and its error bound."""
+        value = rho * vector.dot(q)
+        return value, (abs(rho) * (np.abs(vector).dot(error) + g * np.abs(vector).dot(np.abs(q)))
+                       + (2 * g + 2 * U) * abs(value))
+    pairs = [(s.astype(np.float64), y.astype(np.float64)) for s, y in state['s']]
+    alphas = []
+    for s, y in pairs[::-1]:
+        a, a_error = scalar(1 / max(y.dot(s), 1e-5), s)
+        alphas.append((a, a_error))
+        q_next = q - a * y
+        error = error + a_error * np.abs(y) + U * (np.abs(a * y) + np.abs(q_next))
+        q = q_next
+    h0 = float(state['h0'])
+    error = abs(h0) * error + (2 * g + U) * abs(h0) * np.abs(q) + U * abs(h0) * np.abs(q)
+    q = h0 * q
+    for s, y in pairs:
+        a, a_error = alphas.pop()
+        b, b_error = scalar(1 / max(y.dot(s), 1e-5), y)
+        q_next = q + (a - b) * s
+        error = (error + (a_error + b_error + U * abs(a - b)) * np.abs(s)
+                 + U * (np.abs((a - b) * s) + np.abs(q_next)))
+        q = q_next
+    return (error + U * np.abs(np.ravel(x_next))).reshape(np.shape(x_next))
+
+
+def step_mismatches(record, x, grad, x_next, rtol):
+    """What differs between another implementation's step and dsanno's in ``record``
+    (:func:`teacher_forced`'s), in words: its gradient ``grad`` at ``x`` against dsanno's,
+    beyond ``rtol`` relative in the 2-norm; its update ``x_next`` against dsanno's L-BFGS
+    update fed the same history, beyond twice :func:`lbfgs_bound`."""
+    found = []
+    gap = np.linalg.norm(grad - record['grad']) / np.linalg.norm(record['grad'])
+    if not gap <= rtol:
+        found.append('gradients differ by %.2e relative (> %.2e)' % (gap, rtol))
+    excess = np.abs(x_next - record['x_next']) - 2 * lbfgs_bound(record['lbfgs'], grad,
+                                                                 record['x_next'])
+    if not (excess <= 0).all():
+        found.append('updates: %d values past the rounding bound, by up to %.3g (the step '
+                     'moved them by up to %.3g)' % ((~(excess <= 0)).sum(), excess.max(),
+                                                   np.abs(x_next - x).max()))
+    return found

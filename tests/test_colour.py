@@ -1,4 +1,6 @@
-"""dsanno's colour options: luminance, its standardisation, YIQ, colour histogram matching."""
+"""dsanno's colour options: luminance, its standardisation, YIQ, colour histogram matching: known
+answers, gradients, and where the library departs from dsanno (flat and grayscale images, chroma
+of another size). Their values on generic images are dsanno's: ``test_colour_parity.py``."""
 import numpy
 import pytest
 
@@ -46,14 +48,6 @@ def test_luminance_of_a_known_pixel():
     numpy.testing.assert_allclose(y.array.ravel(), [21.85] * 3, rtol=1e-6)
 
 
-def test_luminance_of_a_batch_matches_the_formula_in_every_channel():
-    x = images((2, 3, 5, 4))
-    y = colour.luminance(x).array
-    assert y.shape == (2, 3, 5, 4)
-    for channel in range(3):
-        numpy.testing.assert_allclose(y[:, channel:channel + 1], y_of(x), rtol=1e-5, atol=1e-4)
-
-
 def test_luminance_leaves_the_mean_subtracted_as_dsanno():
     # A grey pixel of value 100, preprocessed: every channel becomes Y(100) - Y(mean) =
     # 100 - (0.114 * 104 + 0.587 * 117 + 0.299 * 124) = 100 - 117.611.
@@ -77,29 +71,6 @@ def test_luminance_gradient_known_answer():
 
 
 # --- match_luminance (keep_color's style) -------------------------------------------------------
-
-def test_match_luminance_has_the_content_luminance_mean_and_std():
-    style, content = images((1, 3, 8, 9), seed=2), images((1, 3, 5, 6), seed=3, scale=20)
-    out = colour.match_luminance(style, content)
-    assert out.shape == style.shape and out.dtype == numpy.float32
-    numpy.testing.assert_array_equal(out[:, 0], out[:, 1])
-    numpy.testing.assert_array_equal(out[:, 0], out[:, 2])
-    content_y = y_of(content)
-    assert abs(out[:, 0].mean() - content_y.mean()) < 1e-3
-    assert abs(out[:, 0].std() - content_y.std()) < 1e-3 * content_y.std()
-    # An increasing affine function of the style's luminance: correlation 1.
-    assert numpy.corrcoef(out[0, 0].ravel(), y_of(style).ravel())[0, 1] > 1 - 1e-6
-
-
-def test_match_luminance_per_image_of_a_batch():
-    style, content = images((2, 3, 4, 4), seed=4), images((2, 3, 4, 4), seed=5)
-    content[1] *= 3
-    out = colour.match_luminance(style, content)
-    for i in range(2):
-        content_y = y_of(content[i:i + 1])
-        assert abs(out[i, 0].mean() - content_y.mean()) < 1e-3
-        assert abs(out[i, 0].std() - content_y.std()) < 1e-3 * content_y.std()
-
 
 def test_match_luminance_of_a_flat_style_is_the_content_mean():
     style = numpy.full((1, 3, 4, 4), -20.0, numpy.float32)  # dsanno: 0 / 0 = NaN
@@ -140,23 +111,13 @@ def test_yiq_round_trip():
 
 
 def test_split_and_join_yiq():
+    # Their values are dsanno's (test_colour_parity); here, a round trip.
     x = images((1, 3, 3, 4), seed=6)
     luma, iq = colour.split_yiq(x)
     assert luma.shape == x.shape and iq.shape == (1, 2, 3, 4)
-    for channel in range(3):
-        numpy.testing.assert_allclose(luma[:, channel:channel + 1], y_of(x), rtol=1e-5, atol=1e-4)
     # Joining an image's own luminance with its own chroma gives it back, to the round trip.
     numpy.testing.assert_allclose(colour.join_yiq(luma, iq),
                                   colour.yiq_to_bgr(colour.bgr_to_yiq(x)), rtol=1e-5, atol=1e-3)
-
-
-def test_join_yiq_takes_the_result_luminance_and_the_content_chroma():
-    result = images((1, 3, 3, 4), seed=7)
-    content_iq = colour.split_yiq(images((1, 3, 3, 4), seed=8))[1]
-    joined = colour.join_yiq(result, content_iq)
-    expected = numpy.concatenate([y_of(result), content_iq.astype(numpy.float64)], axis=1)
-    numpy.testing.assert_allclose(joined, numpy.einsum('ij,njhw->nihw', YIQ_TO_BGR, expected),
-                                  rtol=1e-5, atol=1e-3)
 
 
 def test_join_yiq_refuses_chroma_of_another_level():
@@ -166,30 +127,7 @@ def test_join_yiq_refuses_chroma_of_another_level():
         colour.join_yiq(x, full_iq)
 
 
-def test_luminance_only_inputs():
-    content, style = images((1, 3, 5, 5), seed=9), images((1, 3, 7, 6), seed=10)
-    content_luma, style_luma, content_iq = colour.luminance_only_inputs(content, style)
-    luma, iq = colour.split_yiq(content)
-    numpy.testing.assert_array_equal(content_luma, luma)
-    numpy.testing.assert_array_equal(content_iq, iq)
-    assert style_luma.shape == style.shape
-    assert abs(style_luma[:, 0].mean() - y_of(content).mean()) < 1e-3
-    assert abs(style_luma[:, 0].std() - y_of(content).std()) < 1e-3 * y_of(content).std()
-
-
 # --- match_color_histogram ----------------------------------------------------------------------
-
-def test_histogram_matching_gives_the_content_mean_and_covariance():
-    style, content = images((1, 3, 20, 16), seed=11), images((1, 3, 12, 10), seed=12, scale=25)
-    content = content[:, ::-1].copy()  # another covariance structure than the style's
-    out = colour.match_color_histogram(style, content)
-    assert out.shape == style.shape and out.dtype == numpy.float32
-    out_mean, out_cov = channel_stats(out)
-    content_mean, content_cov = channel_stats(content)
-    numpy.testing.assert_allclose(out_mean, content_mean, atol=1e-3)
-    numpy.testing.assert_allclose(out_cov, content_cov, rtol=1e-3,
-                                  atol=1e-3 * numpy.abs(content_cov).max())
-
 
 def test_histogram_matching_known_answers():
     content = images((1, 3, 9, 9), seed=13)

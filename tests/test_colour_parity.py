@@ -63,6 +63,7 @@ def pair(shape, seed):
 
 
 def assert_within(ours, theirs, bound, what):
+    assert ours.dtype == numpy.float32, (what, ours.dtype)
     ours, theirs = numpy.asarray(ours, numpy.float64), numpy.asarray(theirs, numpy.float64)
     assert ours.shape == theirs.shape, (what, ours.shape, theirs.shape)
     excess = numpy.abs(ours - theirs) - bound
@@ -214,37 +215,38 @@ def test_match_color_histogram_is_dsannos(shape, seed):
 # --- The options as the synthesis prepares its inputs -------------------------------------------
 
 def _files(tmp_path, seed):
-    """A generic content and style as PNG files of other sizes than the synthesis'."""
+    """A generic content and two styles as PNG files of other sizes than the synthesis'."""
     paths = []
-    for name, shape in (('content', (1, 3, 90, 120)), ('style', (1, 3, 100, 80))):
+    for name, shape in (('content', (1, 3, 90, 120)), ('style', (1, 3, 100, 80)),
+                        ('style2', (1, 3, 70, 110))):
         rgb = (generic(shape, seed)[0].transpose(1, 2, 0) * 0.8 + 128).clip(0, 255)
         paths.append(str(tmp_path / (name + '.png')))
         image.save_image(paths[-1], rgb.astype(numpy.uint8))
+        seed += 1
     return paths
 
 
 @pytest.mark.parametrize('option', ['match_color_histogram', 'luminance_only'])
 def test_prepared_inputs_are_dsannos(tmp_path, option):
     # The library applies each option to the arrays dsanno's run does (the resized,
-    # preprocessed images), once.
-    content_path, style_path = _files(tmp_path, 7)
+    # preprocessed images), once, to each style image.
+    content_path, *style_paths = _files(tmp_path, 7)
     config = presets.get_preset('dsanno').replace(width=64, **{option: True})
-    loaded = inputs.load_inputs(content_path, style_path, preset=config)
+    loaded = inputs.load_inputs(content_path, style_paths, preset=config)
     prepared = inputs.prepare(loaded, inputs.configure(config, loaded))
-    content, style = (oracle.open_and_resize_image(path, 64)
-                      for path in (content_path, style_path))
-    theirs = oracle.run_inputs(content, style, **{option + '_': True})
-    if option == 'match_color_histogram':
-        numpy.testing.assert_array_equal(prepared.content, content)
-        assert_within(prepared.styles[0], theirs[1], 2 * histogram_bound(style, content),
-                      'matched style')
-        assert prepared.chroma is None
-    else:
-        # As test_luminance_only_inputs_are_dsannos; here only the sizes and the arrays the
-        # option was applied to are at stake.
-        ours = colour.luminance_only_inputs(content, style)
-        numpy.testing.assert_array_equal(prepared.content, ours[0])
-        numpy.testing.assert_array_equal(prepared.styles[0], ours[1])
-        numpy.testing.assert_array_equal(prepared.chroma, ours[2])
-        for got, want in zip(ours, theirs):
-            assert got.shape == want.shape
+    content = oracle.open_and_resize_image(content_path, 64)
+    assert len(prepared.styles) == 2
+    for style_path, ours in zip(style_paths, prepared.styles):
+        style = oracle.open_and_resize_image(style_path, 64)
+        theirs = oracle.run_inputs(content, style, **{option + '_': True})
+        if option == 'match_color_histogram':
+            numpy.testing.assert_array_equal(prepared.content, content)
+            assert_within(ours, theirs[1], 2 * histogram_bound(style, content), 'matched style')
+            assert prepared.chroma is None
+        else:
+            # The values as test_luminance_only_inputs_are_dsannos proves them; here, that
+            # they are made from these arrays.
+            expected = colour.luminance_only_inputs(content, style)
+            numpy.testing.assert_array_equal(prepared.content, expected[0])
+            numpy.testing.assert_array_equal(ours, expected[1])
+            numpy.testing.assert_array_equal(prepared.chroma, expected[2])
