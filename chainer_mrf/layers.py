@@ -17,16 +17,46 @@ N-dimensional im2col too. Here:
 - :func:`max_pooling_2x2` (2x2, stride 2, ceil mode) takes the maximum of four strided views and
   keeps which one won (the first on ties, as Chainer) for its backward pass (first order).
 
-On the GPU both call Chainer's functions (cuDNN), which are already fast there.
+The same code runs on CuPy arrays (every array operation goes through the input's array
+module; the products are cuBLAS's), so a GPU run needs no cuDNN: CuPy 14 ships no cuDNN bindings,
+and Chainer's own GPU convolution without them is a full im2col. Where cuDNN is present and
+enabled (``chainer.should_use_cudnn('>=auto')``), the GPU takes Chainer's cuDNN functions
+instead. The GPU path's choices (:func:`gpu_choices`): strips of up to :data:`GPU_STRIP_BYTES`
+(a whole VGG map at the usual sizes: a GPU needs wide products, not a cache-sized block), and a
+product into a strided strip of the output computed whole and then copied (CuPy writes ``out=``
+through a temporary anyway). ``EMULATE_GPU`` makes NumPy arrays take those choices too, which is
+how the tests run the GPU's code on the CPU.
 """
 import chainer
 import chainer.functions as F
 from chainer import function_node
+from chainer.backends import cuda
 import numpy
 
 STRIP_BYTES = 8 << 20
 """Bytes of a strip's working block (measured here: 4 to 12 MiB run within 10 % of each
 other; smaller strips make the matrix products too narrow, larger ones leave the cache)."""
+
+GPU_STRIP_BYTES = 256 << 20
+"""The same on a GPU: large enough that a VGG map at 384 px is one strip (conv1_2's block at
+384 x 298 is 88 MiB), so each layer is three cuBLAS products over the whole map."""
+
+EMULATE_GPU = False
+"""Tests only: NumPy arrays take the GPU path's choices (:func:`gpu_choices`), to check on a CPU
+the code that a GPU runs."""
+
+
+def gpu_choices(xp):
+    """Whether arrays of ``xp`` take the GPU path's choices: CuPy's do, NumPy's under
+    :data:`EMULATE_GPU`."""
+    return xp is not numpy or EMULATE_GPU
+
+
+def uses_cudnn(x):
+    """Whether the layers run Chainer's cuDNN functions for ``x``: a CuPy array, with cuDNN
+    present and enabled by Chainer's ``use_cudnn`` configuration."""
+    return (chainer.backend.get_array_module(x) is not numpy and cuda.cudnn_enabled
+            and chainer.should_use_cudnn('>=auto'))
 
 
 def convolution_3x3(x, W, b=None, *, relu=False):
@@ -48,7 +78,7 @@ def convolution_3x3(x, W, b=None, *, relu=False):
     Shape:
         x: (N, C, H, W). W: (C_out, C, 3, 3). b: (C_out,). Output: (N, C_out, H, W).
     """
-    if chainer.backend.get_array_module(W) is not numpy:
+    if uses_cudnn(W):
         y = F.convolution_2d(x, W, b, pad=1)
         return F.relu(y) if relu else y
     return _Convolution3x3(W, b, relu).apply((x,))[0]
@@ -67,7 +97,7 @@ def max_pooling_2x2(x):
     Shape:
         x: (N, C, H, W). Output: (N, C, ceil(H / 2), ceil(W / 2)).
     """
-    if chainer.backend.get_array_module(x) is not numpy:
+    if uses_cudnn(x.array if isinstance(x, chainer.Variable) else x):
         return F.max_pooling_2d(x, 2, 2, cover_all=True)
     return _MaxPooling2x2().apply((x,))[0]
 
@@ -93,6 +123,7 @@ def _expand(image, active, r0, r1, out):
     ``image[:, r0 - 1 + j, w + kx - 1]``. With ``active`` (like ``image``), the rows are taken
     as zero where ``active`` is not positive."""
     height = image.shape[1]
+    xp = chainer.backend.get_array_module(image)
     top, bottom = max(0, r0 - 1), min(height, r1 + 1)
     d0, d1 = top - (r0 - 1), bottom - (r0 - 1)
     out[:, :, :d0] = 0
@@ -101,7 +132,7 @@ def _expand(image, active, r0, r1, out):
     if active is None:
         centre[...] = image[:, top:bottom]
     else:
-        numpy.multiply(image[:, top:bottom], active[:, top:bottom] > 0, out=centre)
+        xp.multiply(image[:, top:bottom], active[:, top:bottom] > 0, out=centre)
     out[:, 0, d0:d1, 1:] = centre[:, :, :-1]
     out[:, 0, d0:d1, 0] = 0
     out[:, 2, d0:d1, :-1] = centre[:, :, 1:]
@@ -126,8 +157,10 @@ def _strips(x, channels, copies):
         ``r1 - r0 + 2`` rows.
     """
     count, _, height, width = x.shape
-    rows = max(1, STRIP_BYTES // (channels * copies * width * x.itemsize) - 2)
-    buffer = numpy.empty(channels * copies * (min(rows, height) + 2) * width, dtype=x.dtype)
+    xp = chainer.backend.get_array_module(x)
+    limit = GPU_STRIP_BYTES if gpu_choices(xp) else STRIP_BYTES
+    rows = max(1, limit // (channels * copies * width * x.itemsize) - 2)
+    buffer = xp.empty(channels * copies * (min(rows, height) + 2) * width, dtype=x.dtype)
     for n in range(count):
         for r0 in range(0, height, rows):
             yield n, r0, min(height, r0 + rows), buffer
@@ -140,7 +173,17 @@ _MIN_DEPTH = 32
 def _tap_matrices(W):
     """(C_out, C, 3, 3) filters as three (C_out, 3 C) matrices, one per filter row ``ky``,
     with columns in the (c, kx) order of :func:`_expand`'s rows."""
-    return numpy.ascontiguousarray(W.transpose(2, 0, 1, 3)).reshape(3, W.shape[0], -1)
+    xp = chainer.backend.get_array_module(W)
+    return xp.ascontiguousarray(W.transpose(2, 0, 1, 3)).reshape(3, W.shape[0], -1)
+
+
+def _matmul(xp, a, b, out):
+    """``out[...] = a @ b``: in place where ``out`` is contiguous or on the CPU path; on the GPU
+    path into a strided ``out``, as a whole product and a copy."""
+    if out.flags.c_contiguous or not gpu_choices(xp):
+        xp.matmul(a, b, out=out)
+    else:
+        out[...] = xp.matmul(a, b)
 
 
 def _correlate(x, matrices, bias=None, relu=False, active=None):
@@ -155,7 +198,8 @@ def _correlate(x, matrices, bias=None, relu=False, active=None):
     """
     count, channels, height, width = x.shape
     out_channels = matrices.shape[1]
-    y = numpy.empty((count, out_channels, height, width), dtype=x.dtype)
+    xp = chainer.backend.get_array_module(x)
+    y = xp.empty((count, out_channels, height, width), dtype=x.dtype)
     flat = y.reshape(count, out_channels, height * width)
     partial = None
     # Products with few rows (3 C, e.g. 9 for an RGB image) run far below the machine's rate:
@@ -170,19 +214,19 @@ def _correlate(x, matrices, bias=None, relu=False, active=None):
         strip = flat[n, :, r0 * width:r1 * width]
         views = [block[:, ky * width:(ky + rows) * width] for ky in range(3)]
         if stacked is not None:
-            numpy.matmul(stacked, numpy.concatenate(views), out=strip)
+            _matmul(xp, stacked, xp.concatenate(views), strip)
         else:
-            numpy.matmul(matrices[0], views[0], out=strip)
+            _matmul(xp, matrices[0], views[0], strip)
             if partial is None:
-                partial = numpy.empty(strip.size, dtype=x.dtype)
+                partial = xp.empty(strip.size, dtype=x.dtype)
             part = partial[:strip.size].reshape(strip.shape)
             for ky in (1, 2):
-                numpy.matmul(matrices[ky], views[ky], out=part)
+                xp.matmul(matrices[ky], views[ky], out=part)
                 strip += part  # while the strip is in cache, as the bias and the ReLU below
         if bias is not None:
             strip += bias[:, None]
         if relu:
-            numpy.maximum(strip, 0, out=strip)
+            xp.maximum(strip, 0, out=strip)
     return y
 
 
@@ -190,7 +234,8 @@ def _scatter(gy, matrix_t, channels, active=None):
     """``gx = col2im(matrix_t @ gy)`` strip by strip: (N, C_out, H, W) -> (N, C, H, W); with
     ``active``, ``gy`` is taken as zero where ``active`` is not positive."""
     count, out_channels, height, width = gy.shape
-    gx = numpy.zeros((count, channels, height, width), dtype=gy.dtype)
+    xp = chainer.backend.get_array_module(gy)
+    gx = xp.zeros((count, channels, height, width), dtype=gy.dtype)
     gy = gy.reshape(count, out_channels, height * width)
     masked = None
     for n, r0, r1, buffer in _strips(gx, channels, 9):
@@ -199,18 +244,18 @@ def _scatter(gy, matrix_t, channels, active=None):
         strip = gy[n, :, r0 * width:r1 * width]
         if active is not None:
             if masked is None:
-                masked = numpy.empty(out_channels * block.shape[3] * width, dtype=gy.dtype)
-            strip = numpy.multiply(
+                masked = xp.empty(out_channels * block.shape[3] * width, dtype=gy.dtype)
+            strip = xp.multiply(
                 strip, active.reshape(gy.shape)[n, :, r0 * width:r1 * width] > 0,
                 out=masked[:strip.size].reshape(strip.shape))
         cols = block.reshape(channels * 9, -1)
-        numpy.matmul(matrix_t, strip, out=cols)
+        xp.matmul(matrix_t, strip, out=cols)
         _col2im_add(block, r0, r1, gx[n])
     return gx
 
 
 class _Convolution3x3(function_node.FunctionNode):
-    """y = W * x + b on the CPU, or max(W * x + b, 0); backward:
+    """y = W * x + b, or max(W * x + b, 0), on NumPy or CuPy; backward:
     :class:`_Convolution3x3Transpose`, masked by the ReLU's output."""
 
     def __init__(self, W, b, relu=False):
@@ -218,9 +263,9 @@ class _Convolution3x3(function_node.FunctionNode):
         self.b = b
         self.relu = relu
 
-    def forward_cpu(self, inputs):
+    def forward(self, inputs):
         x, = inputs
-        x = numpy.ascontiguousarray(x)
+        x = chainer.backend.get_array_module(x).ascontiguousarray(x)
         if self.relu:
             self.retain_outputs((0,))
         return _correlate(x, _tap_matrices(self.W), self.b, self.relu),
@@ -244,12 +289,13 @@ class _Convolution3x3Transpose(function_node.FunctionNode):
         self.W = W
         self.active = active
 
-    def forward_cpu(self, inputs):
+    def forward(self, inputs):
         gy, = inputs
-        gy = numpy.ascontiguousarray(gy)
+        xp = chainer.backend.get_array_module(gy)
+        gy = xp.ascontiguousarray(gy)
         out_channels, channels = self.W.shape[:2]
         if channels < out_channels:
-            return _scatter(gy, numpy.ascontiguousarray(
+            return _scatter(gy, xp.ascontiguousarray(
                 self.W.reshape(out_channels, -1).T), channels, self.active),
         flipped = self.W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
         return _correlate(gy, _tap_matrices(flipped), active=self.active),
@@ -267,29 +313,30 @@ def _pool_views(x):
 
 
 class _MaxPooling2x2(function_node.FunctionNode):
-    """2x2/2 ceil-mode max pooling on the CPU; backward routes each gradient to its maximum."""
+    """2x2/2 ceil-mode max pooling, NumPy or CuPy; backward routes each gradient to its maximum."""
 
-    def forward_cpu(self, inputs):
+    def forward(self, inputs):
         x, = inputs
+        xp = chainer.backend.get_array_module(x)
         n, c, h, w = x.shape
         self.shape = x.shape
         padded = x
         if h % 2 or w % 2:  # an odd edge: its windows cover one pixel and -inf padding
-            padded = numpy.full((n, c, h + h % 2, w + w % 2), -numpy.inf, dtype=x.dtype)
+            padded = xp.full((n, c, h + h % 2, w + w % 2), -numpy.inf, dtype=x.dtype)
             padded[:, :, :h, :w] = x
         # Rows first: pairs of whole rows are contiguous, so the full-size passes are fast and
         # only the half-size ones read every other element.
         top, bottom = padded[:, :, 0::2], padded[:, :, 1::2]
-        columns = numpy.maximum(top, bottom)
+        columns = xp.maximum(top, bottom)
         lower = bottom > top
         left, right = columns[..., 0::2], columns[..., 1::2]
         lower_left, lower_right = lower[..., 0::2], lower[..., 1::2]
         # Chainer's winner is the first maximum in row-major window order: so on a tie
         # between the columns, a top-right maximum beats a bottom-left one.
         right_wins = (right > left) | ((right == left) & lower_left & ~lower_right)
-        row = numpy.where(right_wins, lower_right, lower_left)
+        row = xp.where(right_wins, lower_right, lower_left)
         self.winner = row.view(numpy.uint8) * numpy.uint8(2) + right_wins.view(numpy.uint8)
-        return numpy.maximum(left, right),
+        return xp.maximum(left, right),
 
     def backward(self, indexes, grad_outputs):
         return _MaxPooling2x2Grad(self).apply(grad_outputs)
@@ -302,13 +349,14 @@ class _MaxPooling2x2Grad(function_node.FunctionNode):
     def __init__(self, pooling):
         self.pooling = pooling
 
-    def forward_cpu(self, inputs):
+    def forward(self, inputs):
         gy, = inputs
+        xp = chainer.backend.get_array_module(gy)
         n, c, h, w = self.pooling.shape
-        gx = numpy.empty((n, c, h + h % 2, w + w % 2), dtype=gy.dtype)  # the views cover it
+        gx = xp.empty((n, c, h + h % 2, w + w % 2), dtype=gy.dtype)  # the views cover it
         winner = self.pooling.winner
         for k, view in enumerate(_pool_views(gx)):
-            numpy.multiply(gy, winner == k, out=view)
+            xp.multiply(gy, winner == k, out=view)
         return gx[:, :, :h, :w],
 
     def backward(self, indexes, grad_outputs):

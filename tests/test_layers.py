@@ -25,12 +25,17 @@ def _both(function, reference, x, gy):
     ((2, 5, 1, 1), 6),     # a batch, and a 1x1 map where every tap but the centre is padding
     ((1, 4, 3, 40), 4),
 ])
-@pytest.mark.parametrize('strip_bytes', [1, 400, layers.STRIP_BYTES])
+@pytest.mark.parametrize('strip_bytes', [1, 400, 8 << 20])
 @pytest.mark.parametrize('relu', [False, True])
 @pytest.mark.parametrize('min_depth', [1, 1000])  # three products per strip, or one stacked
-def test_convolution_matches_chainer(shape, out_channels, strip_bytes, relu, min_depth,
+@pytest.mark.parametrize('gpu_path', [False, True])
+def test_convolution_matches_chainer(shape, out_channels, strip_bytes, relu, min_depth, gpu_path,
                                      monkeypatch):
-    monkeypatch.setattr(layers, 'STRIP_BYTES', strip_bytes)  # 1: one row per strip
+    # gpu_path: the code a GPU runs without cuDNN, on NumPy (products into strided strips
+    # through a copy; GPU_STRIP_BYTES in place of STRIP_BYTES).
+    monkeypatch.setattr(layers, 'EMULATE_GPU', gpu_path)
+    monkeypatch.setattr(layers, 'GPU_STRIP_BYTES' if gpu_path else 'STRIP_BYTES',
+                        strip_bytes)  # 1: one row per strip
     monkeypatch.setattr(layers, '_MIN_DEPTH', min_depth)
     rng = numpy.random.RandomState(0)
     x = rng.standard_normal(shape).astype(numpy.float32)
@@ -69,7 +74,9 @@ def test_convolution_gradients_of_both_orders(channels, out_channels, relu):
 
 
 @pytest.mark.parametrize('shape', [(1, 3, 7, 9), (2, 4, 8, 6), (1, 2, 1, 1), (1, 5, 33, 2)])
-def test_max_pooling_matches_chainer(shape):
+@pytest.mark.parametrize('gpu_path', [False, True])
+def test_max_pooling_matches_chainer(shape, gpu_path, monkeypatch):
+    monkeypatch.setattr(layers, 'EMULATE_GPU', gpu_path)
     rng = numpy.random.RandomState(2)
     x = rng.standard_normal(shape).astype(numpy.float32)
     x[..., :2, :2] = 1.5  # ties: the first maximum in window order takes the gradient
@@ -87,3 +94,20 @@ def test_max_pooling_refuses_second_derivatives():
     gx, = chainer.grad([F.sum(y * y)], [x], enable_double_backprop=True)
     with pytest.raises(NotImplementedError, match='second derivatives'):
         F.sum(gx * gx).backward()
+
+
+def test_layers_use_cudnn_only_on_cupy_with_cudnn(monkeypatch):
+    """NumPy arrays never take Chainer's cuDNN functions, even with cuDNN reported present; a
+    GPU without cuDNN (CuPy 14) takes this module's own path."""
+    from chainer.backends import cuda
+    monkeypatch.setattr(cuda, 'cudnn_enabled', True)
+    # Chainer's own check also asks cuDNN's version, which this machine has not.
+    monkeypatch.setattr(chainer, 'should_use_cudnn',
+                        lambda level: chainer.config.use_cudnn != 'never')
+    assert not layers.uses_cudnn(numpy.zeros(1, numpy.float32))
+    monkeypatch.setattr(chainer.backend, 'get_array_module', lambda *a: object())
+    assert layers.uses_cudnn(None)
+    with chainer.using_config('use_cudnn', 'never'):
+        assert not layers.uses_cudnn(None)
+    monkeypatch.setattr(cuda, 'cudnn_enabled', False)
+    assert not layers.uses_cudnn(None)

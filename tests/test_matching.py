@@ -209,16 +209,20 @@ def test_bad_inputs():
 
 # The CUDA kernels, compiled by nvcc and run through the C++ shim.
 
-def test_kernels_compile_with_nvcc(tmp_path):
+# nvcc's defaults, and what CuPy's runtime compiler (NVRTC) is given on an H100/H200: the
+# device's architecture, C++17 and flush-to-zero (so the kernels may not rely on denormals).
+@pytest.mark.parametrize('options', [[], ['-arch=sm_90', '-std=c++17', '-ftz=true']])
+def test_kernels_compile_with_nvcc(tmp_path, options):
     nvcc = shutil.which('nvcc')
     if nvcc is None:
         pytest.skip('nvcc is absent, so the CUDA source is not compiled: install the CUDA '
                     'toolkit (its nvcc on PATH; no GPU needed)')
     ptx = tmp_path / 'match.ptx'
-    subprocess.run([nvcc, '--ptx', '-Werror', 'all-warnings', '-o', str(ptx),
+    subprocess.run([nvcc, '--ptx', '-Werror', 'all-warnings', *options, '-o', str(ptx),
                     matching.KERNEL_PATH], check=True, capture_output=True, timeout=120)
     text = ptx.read_text()
     assert '.entry argmax_update' in text and '.entry inverse_norms' in text
+    assert ('.target sm_90' in text) == bool(options)
 
 
 DRIVER = r'''
@@ -311,6 +315,47 @@ def test_shim_drives_the_gpu_path_of_match(shim_launch, monkeypatch, block):
     for (cpu_index, cpu_score), (gpu_index, gpu_score) in zip(cpu, gpu):
         numpy.testing.assert_array_equal(gpu_index, cpu_index)
         numpy.testing.assert_allclose(gpu_score, cpu_score, rtol=1e-6)
+
+
+@pytest.mark.parametrize('preset,size', [('dsanno', dict(width=256, iterations=(1, 1, 1))),
+                                         ('cnnmrf', dict(max_size=128, iterations=(2, 2, 2)))])
+def test_whole_synthesis_on_the_gpu_path_equals_the_cpu_path(shim_launch, monkeypatch,
+                                                             vgg16_path, preset, size):
+    """A synthesis taking every choice a GPU run takes, on NumPy arrays: the layers' GPU path
+    (whole-map strips, products into strided strips through a copy; layers.EMULATE_GPU) and the
+    matching through match.cu's kernels (the C++ shim build), over 3 levels with semantic maps,
+    keep_color and a float16 bank. It must equal the CPU path up to rounding: the products are
+    the same BLAS calls on the same operands, only wider (a whole map per product instead of
+    cache-sized strips), and BLAS may block a wider product differently, which moves a sum by an
+    ulp or so (measured: equal terms at every step but the last at width 256, there 1.2e-7
+    relative; equal images). So each step's terms agree to 1e-6 relative (a different match, an
+    argmax flip, would move a term by far more) and the images to one level in under 1 % of the
+    values. The kernels' inverse norms and argmax round as NumPy's (test_shim_* above); cuBLAS's
+    own summation order is allowed for by the parity tests on a real GPU (test_gpu_parity.py)."""
+    from chainer_mrf import layers
+    from chainer_mrf.synthesis import synthesize
+    from helpers import content_card, two_textures
+    style, style_map = two_textures()
+    content_map = numpy.zeros((72, 96, 2), numpy.float32)
+    content_map[:, :40, 0] = content_map[:, 40:, 1] = 1
+    options = dict(size, preset=preset, resolution_num=3, seed=0, model=vgg16_path,
+                   content_map=content_map, style_map=style_map, keep_color=True,
+                   bank_dtype='float16')
+    runs = []
+    for gpu_path in (False, True):
+        if gpu_path:
+            monkeypatch.setattr(layers, 'EMULATE_GPU', True)
+            monkeypatch.setattr(matching, '_ops_for',
+                                lambda xp: matching._CudaOps(shim_launch, 1))
+        steps = []
+        image = synthesize(content_card(), style, callback=steps.append, **options)
+        runs.append((image, steps))
+    (cpu_image, cpu_steps), (gpu_image, gpu_steps) = runs
+    assert len({s.level for s in gpu_steps}) == 3
+    for cpu, gpu in zip(cpu_steps, gpu_steps, strict=True):
+        assert gpu.losses == pytest.approx(cpu.losses, rel=1e-6, abs=0)
+    difference = numpy.abs(gpu_image.astype(numpy.int16) - cpu_image)
+    assert difference.max() <= 1 and (difference > 0).mean() < 0.01
 
 
 # CuPy on a CUDA machine: the real GPU path against the CPU path.
