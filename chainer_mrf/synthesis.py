@@ -210,76 +210,79 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
                      shards=distributed.size(comm), sharing=distributed.local_size(comm))
         prepared = inputs_lib.prepare(inputs, config)
         vgg = _network(config, dev)
-    profiler = Profiler(vgg, dev) if profile else None
-    levels = pyramid.PYRAMIDS[config.pyramid](config.resolution_num)
-    factors = levels.factors(prepared.shape[1])
-    rng = numpy.random.RandomState(config.seed)
-    optimizer = optimizers.create(config.optimizer, lr=config.lr,
-                                  history_size=config.lbfgs_history,
-                                  ys_floor=config.lbfgs_ys_floor,
-                                  scale_first_step=config.lbfgs_scale_first_step,
-                                  pair=config.lbfgs_pair, tolerance_x=config.lbfgs_tolerance_x,
-                                  tolerance_fun=config.lbfgs_tolerance_fun)
-    # The maps are full-size at every level: each layer's map is area-averaged from them.
-    content_map = None if prepared.content_map is None else dev.send(prepared.content_map)
-    style_maps = (None if prepared.style_maps is None
-                  else [dev.send(m) for m in prepared.style_maps])
-    x = energy = chroma = None
-    finite = None  # (x, chroma) at the last step whose energy and gradient were finite
-    iteration = 0
-    for level, (factor, steps) in enumerate(zip(factors, config.per_level(len(factors)))):
-        shape = levels.level_shape(prepared.shape, factor)
-        if x is not None:
-            x = levels.upsample(x, shape)
-        elif prepared.start is not None:
-            # A copy: the optimiser updates x in place, and a level may be a view of the start.
-            x = dev.send(levels.level(prepared.start, factor)).copy()
-        else:
-            x = dev.send(inputs_lib.noise(shape, config.noise, rng))
-        content_x = (None if prepared.content is None
-                     else dev.send(levels.level(prepared.content, factor)))
-        styles = [dev.send(levels.level(s, factor)) for s in prepared.styles]
-        if config.keep_color:
-            # dsanno: each level's style becomes its luminance, standardised to the content's.
-            styles = [colour.match_luminance(s, content_x) for s in styles]
-        if prepared.chroma is not None:
-            # Y, I and Q are linear, so the level of the chroma is the chroma of the level.
-            chroma = dev.send(levels.level(prepared.chroma, factor))
-        energy = None  # the last level's banks go before this level's are built
-        energy = _Energy(vgg, config, content_x, styles, shape, style_maps=style_maps,
-                         content_map=content_map, comm=comm)
-        target = chainer.Link()
-        with target.init_scope():
-            target.x = chainer.Parameter(x)
-        optimizer.setup(target)  # a fresh L-BFGS history at each level, as both originals
-        for level_iteration in range(1, steps + 1):
-            start = time.perf_counter()
-            with profiler.step() if profiler else contextlib.nullcontext() as profiled:
-                values = _gradient(energy, target)  # its graph is freed before the update
-                if not _finite(values, target.x.grad):
-                    raise _diverged(values, config, finite or (target.x.array, chroma),
-                                    prepared.preprocessing, level, len(factors), iteration + 1,
-                                    level_iteration, started=finite is not None)
-                # The image before the update: what a divergence error hands back.
-                finite = target.x.array.copy(), chroma
-                if isinstance(optimizer, optimizers.LBFGS):
-                    optimizer.update(energy=sum(values.values()))
-                else:
-                    optimizer.update()
-            # An L-BFGS stopping rule (the authors' preset) ends the level here, unmoved.
-            stop = getattr(optimizer, 'stopped', None)
-            iteration += 1
-            if callback is not None:
-                # A copy, so that a Step kept by the caller is not changed by later steps.
-                callback(Step(level, len(factors), iteration, level_iteration,
-                              time.perf_counter() - start, values, target.x.array.copy(),
-                              prepared.preprocessing, chroma,
-                              profiled and profiled.seconds, profiled and profiled.flops,
-                              stop))
-            if stop:
-                break
-        x = target.x.array
-    return _rgb(x, chroma, prepared.preprocessing)
+    # CuPy allocates on its current device: with -g 1 on a machine of several GPUs, every
+    # array of the run (and every kernel) must be on GPU 1, not on the default GPU 0.
+    with chainer.using_device(dev):
+        profiler = Profiler(vgg, dev) if profile else None
+        levels = pyramid.PYRAMIDS[config.pyramid](config.resolution_num)
+        factors = levels.factors(prepared.shape[1])
+        rng = numpy.random.RandomState(config.seed)
+        optimizer = optimizers.create(config.optimizer, lr=config.lr,
+                                      history_size=config.lbfgs_history,
+                                      ys_floor=config.lbfgs_ys_floor,
+                                      scale_first_step=config.lbfgs_scale_first_step,
+                                      pair=config.lbfgs_pair, tolerance_x=config.lbfgs_tolerance_x,
+                                      tolerance_fun=config.lbfgs_tolerance_fun)
+        # The maps are full-size at every level: each layer's map is area-averaged from them.
+        content_map = None if prepared.content_map is None else dev.send(prepared.content_map)
+        style_maps = (None if prepared.style_maps is None
+                      else [dev.send(m) for m in prepared.style_maps])
+        x = energy = chroma = None
+        finite = None  # (x, chroma) at the last step whose energy and gradient were finite
+        iteration = 0
+        for level, (factor, steps) in enumerate(zip(factors, config.per_level(len(factors)))):
+            shape = levels.level_shape(prepared.shape, factor)
+            if x is not None:
+                x = levels.upsample(x, shape)
+            elif prepared.start is not None:
+                # A copy: the optimiser updates x in place, and a level may be a view of the start.
+                x = dev.send(levels.level(prepared.start, factor)).copy()
+            else:
+                x = dev.send(inputs_lib.noise(shape, config.noise, rng))
+            content_x = (None if prepared.content is None
+                         else dev.send(levels.level(prepared.content, factor)))
+            styles = [dev.send(levels.level(s, factor)) for s in prepared.styles]
+            if config.keep_color:
+                # dsanno: each level's style becomes its luminance, standardised to the content's.
+                styles = [colour.match_luminance(s, content_x) for s in styles]
+            if prepared.chroma is not None:
+                # Y, I and Q are linear, so the level of the chroma is the chroma of the level.
+                chroma = dev.send(levels.level(prepared.chroma, factor))
+            energy = None  # the last level's banks go before this level's are built
+            energy = _Energy(vgg, config, content_x, styles, shape, style_maps=style_maps,
+                             content_map=content_map, comm=comm)
+            target = chainer.Link()
+            with target.init_scope():
+                target.x = chainer.Parameter(x)
+            optimizer.setup(target)  # a fresh L-BFGS history at each level, as both originals
+            for level_iteration in range(1, steps + 1):
+                start = time.perf_counter()
+                with profiler.step() if profiler else contextlib.nullcontext() as profiled:
+                    values = _gradient(energy, target)  # its graph is freed before the update
+                    if not _finite(values, target.x.grad):
+                        raise _diverged(values, config, finite or (target.x.array, chroma),
+                                        prepared.preprocessing, level, len(factors), iteration + 1,
+                                        level_iteration, started=finite is not None)
+                    # The image before the update: what a divergence error hands back.
+                    finite = target.x.array.copy(), chroma
+                    if isinstance(optimizer, optimizers.LBFGS):
+                        optimizer.update(energy=sum(values.values()))
+                    else:
+                        optimizer.update()
+                # An L-BFGS stopping rule (the authors' preset) ends the level here, unmoved.
+                stop = getattr(optimizer, 'stopped', None)
+                iteration += 1
+                if callback is not None:
+                    # A copy, so that a Step kept by the caller is not changed by later steps.
+                    callback(Step(level, len(factors), iteration, level_iteration,
+                                  time.perf_counter() - start, values, target.x.array.copy(),
+                                  prepared.preprocessing, chroma,
+                                  profiled and profiled.seconds, profiled and profiled.flops,
+                                  stop))
+                if stop:
+                    break
+            x = target.x.array
+        return _rgb(x, chroma, prepared.preprocessing)
 
 
 class _Energy:
@@ -405,17 +408,44 @@ def _device(spec):
         raise ValueError(_UNKNOWN_DEVICE % (spec,))
     if isinstance(spec, numbers.Integral):
         spec = '@cupy:%d' % spec if spec >= 0 else '@numpy'
-    if str(spec).startswith('@cupy') and not chainer.backends.cuda.available:
-        raise ValueError('cannot use device %s: CuPy with a working CUDA is not available '
-                         '(pip install "chainer-mrf[gpu]")' % spec)
+    gpu = re.fullmatch(r'@cupy:(\d+)', str(spec))
+    if str(spec).startswith('@cupy') and gpu is None:
+        raise ValueError(_UNKNOWN_DEVICE % (spec,))
+    problem = gpu and gpu_problem(int(gpu[1]))
+    if problem:
+        raise ValueError('cannot use device %s: %s' % (spec, problem))
     try:
         device = chainer.get_device(spec)
-        # CuPy imports with no GPU present: only running something tells that the device works.
         with chainer.using_device(device):
             device.xp.zeros(1, 'f').sum()
         return device
     except Exception as e:  # Chainer and CUDA raise several types for a bad specifier or device
         raise ValueError('cannot use device %s: %s' % (spec, ' '.join(str(e).split()))) from None
+
+
+def gpu_problem(gpu):
+    """Why CuPy cannot use the GPU ``gpu`` here, in one line, or ``None`` where it can.
+
+    ``chainer.backends.cuda.available`` only says that CuPy imports: with the CUDA toolkit's
+    wheels (``cupy-cuda12x[ctk]``) it does on a machine with no GPU or no driver. So the driver
+    must count more than ``gpu`` devices, and a small kernel (compiled by CuPy's runtime
+    compiler, as the matching kernels are) must run on that device and its result come back
+    (which waits for it, so that an asynchronous launch failure is seen here).
+    """
+    cuda = chainer.backends.cuda
+    if not cuda.available:
+        return 'CuPy with a working CUDA is not available (pip install "chainer-mrf[gpu]")'
+    try:
+        count = cuda.cupy.cuda.runtime.getDeviceCount()
+        if gpu >= count:
+            return 'CUDA sees %d GPU%s here' % (count, '' if count == 1 else 's')
+        with cuda.cupy.cuda.Device(gpu):
+            value = float(cuda.cupy.arange(4, dtype=numpy.float32).sum())
+    except Exception as e:  # CUDA's driver, runtime and compiler errors have several types
+        return 'CUDA failed on it: %s' % (' '.join(str(e).split()) or type(e).__name__)
+    if value != 6:
+        return 'a test kernel on it returned %r instead of 6' % (value,)
+    return None
 
 
 def _network(config, dev):

@@ -1,6 +1,7 @@
 """What several test files share: test images, random weights, the example data's path, the
 CUDA marker and the command line. Test files import from here, never from each other or from
 conftest."""
+import functools
 import json
 import os
 import subprocess
@@ -9,7 +10,6 @@ import sys
 import chainer_mrf  # noqa: F401  (installs the NumPy shims before chainer is imported)
 import numpy
 import pytest
-from chainer.backends import cuda
 
 from chainer_mrf import weights as weights_lib
 
@@ -93,18 +93,29 @@ def random_weights(arch, seed=0, scale=0.1, divisor=1):
 
 
 def cuda_ready():
-    """Whether CuPy and a CUDA device are usable here."""
-    if not cuda.available:
-        return False
-    try:
-        return cuda.cupy.cuda.runtime.getDeviceCount() > 0
-    except Exception:  # no driver or no device
-        return False
+    """Whether CuPy can use GPU 0 here: a device counted and a small kernel run on it
+    (:func:`chainer_mrf.synthesis.gpu_problem`), not merely CuPy importable."""
+    return cuda_problem() is None
+
+
+def cuda_problem():
+    """Why GPU 0 is unusable here (one line), or ``None``."""
+    from chainer_mrf.synthesis import gpu_problem
+    return gpu_problem(0)
 
 
 def needs_cuda(test):
-    """Marks a test that needs CuPy and a CUDA device; elsewhere it is skipped, saying so."""
-    skip = pytest.mark.skipif(not cuda_ready(), reason='CuPy with a CUDA device is absent')
+    """Marks a test that needs CuPy and a usable CUDA device; elsewhere it is skipped, saying
+    why, or, where ``CHAINER_MRF_REQUIRE_GPU=1`` (benchmarks/device.sh on a lent GPU), it fails
+    saying why: there a GPU test that cannot run is a failure, not a skip."""
+    problem = cuda_problem()
+    if problem is not None and os.environ.get('CHAINER_MRF_REQUIRE_GPU') == '1':
+        @functools.wraps(test)
+        def fail(*args, **kwargs):
+            pytest.fail('GPU 0 is unusable (CHAINER_MRF_REQUIRE_GPU=1 demands it): ' + problem)
+        return pytest.mark.gpu(fail)
+    skip = pytest.mark.skipif(problem is not None,
+                              reason='CuPy with a usable CUDA device is absent: %s' % problem)
     return skip(pytest.mark.gpu(test))
 
 
