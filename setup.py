@@ -16,7 +16,10 @@ setup(
     # pass --no-build-isolation (README, "Install").
     install_requires=['chainer==7.8.1', 'numpy>=1.26', 'scipy', 'pillow'],
     extras_require={
+        # CuPy for CUDA 12 or 13 (README, "GPU"): no cuDNN needed. It loads cuBLAS and NVRTC
+        # at run time, from a CUDA toolkit or from NVIDIA's wheels: cupy-cuda12x[ctk].
         'gpu': ['cupy-cuda12x>=13'],
+        'gpu-cuda13': ['cupy-cuda13x>=14'],
         # Several processes (docs/scaling.md): mpi4py, and an MPI from wheels (mpiexec too).
         'mpi': ['mpi4py>=4', 'mpich'],
         'test': ['pytest', 'protobuf==3.20.3'],
