@@ -2,8 +2,9 @@
 
 Every test here needs CuPy and a CUDA device and is skipped elsewhere (``-m gpu`` selects them;
 benchmarks/device.sh runs them on a lent GPU machine). The CPU path runs this project's strip
-convolution and pooling (chainer_mrf.layers) and NumPy matching; the GPU path runs cuDNN through
-Chainer, cuBLAS and the CUDA kernels of chainer_mrf/kernels/match.cu.
+convolution and pooling (chainer_mrf.layers) and NumPy matching; the GPU path runs the same
+strip code on CuPy with cuBLAS products (or Chainer's cuDNN functions, where CuPy has cuDNN and
+Chainer enables it), and the CUDA kernels of chainer_mrf/kernels/match.cu.
 """
 import chainer
 import numpy
@@ -25,8 +26,9 @@ def _input_gradient(function, x, gy):
 
 
 @needs_cuda
+@pytest.mark.parametrize('use_cudnn', ['never', 'auto'])  # the strip code; cuDNN where present
 @pytest.mark.parametrize('channels,out_channels', [(3, 64), (64, 64), (128, 64)])
-def test_convolution_and_pooling_match_cudnn(channels, out_channels):
+def test_convolution_and_pooling_match_the_cpu(channels, out_channels, use_cudnn):
     cp = cuda.cupy
     rng = numpy.random.RandomState(0)
     x = rng.standard_normal((1, channels, 37, 29)).astype(numpy.float32)
@@ -39,8 +41,9 @@ def test_convolution_and_pooling_match_cudnn(channels, out_channels):
                                                                         relu=True))
 
     cpu_y, cpu_gx = _input_gradient(net(W, b), x, gy)
-    gpu_y, gpu_gx = _input_gradient(net(cp.asarray(W), cp.asarray(b)), cp.asarray(x),
-                                    cp.asarray(gy))
+    with chainer.using_config('use_cudnn', use_cudnn):
+        gpu_y, gpu_gx = _input_gradient(net(cp.asarray(W), cp.asarray(b)), cp.asarray(x),
+                                        cp.asarray(gy))
     numpy.testing.assert_allclose(cp.asnumpy(gpu_y), cpu_y, rtol=1e-4, atol=1e-4)
     numpy.testing.assert_allclose(cp.asnumpy(gpu_gx), cpu_gx, rtol=1e-4, atol=1e-4)
 
