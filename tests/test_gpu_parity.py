@@ -50,7 +50,6 @@ def test_convolution_and_pooling_match_the_cpu(channels, out_channels, use_cudnn
 
 @needs_cuda
 def test_real_weights_features_and_gradient_match(vgg16_path):
-    cp = cuda.cupy
     rng = numpy.random.RandomState(1)
     x = rng.uniform(-120, 130, (1, 3, 93, 70)).astype(numpy.float32)
     names = ['relu3_1', 'relu4_1', 'relu4_2']
