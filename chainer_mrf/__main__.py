@@ -13,6 +13,7 @@ def command(prog):
     """
     def main(argv):
         from chainer_mrf import cli
+        _cli.raise_pending()  # a signal whose exception was dropped while Chainer loaded
         return cli.main(argv, prog=prog)
     return _cli.run(main)
 

@@ -32,9 +32,34 @@ def _raise(signum, frame):
     raise Interrupted(signum)
 
 
+#: Signals whose :class:`Interrupted` Python dropped: a handler runs wherever the main thread
+#: is, and an exception raised inside a weakref callback or a ``__del__`` (the garbage
+#: collector runs them at any moment, imports included) is reported as "Exception ignored"
+#: and lost, so the run would go on. :func:`raise_pending` raises it again.
+_lost = []
+
+
+def _unraisable(unraisable, previous=sys.unraisablehook):
+    if isinstance(unraisable.exc_value, Interrupted):
+        _lost.append(unraisable.exc_value.signum)
+    else:
+        previous(unraisable)
+
+
+def raise_pending():
+    """Raises, once, the :class:`Interrupted` of a signal whose exception Python dropped (see
+    :data:`_lost`); a run calls it at each step."""
+    if _lost:
+        signum = _lost[-1]
+        _lost.clear()
+        raise Interrupted(signum)
+
+
 def handle_signals():
     """Makes each signal of :data:`SIGNALS` raise :class:`Interrupted` in the main thread,
-    except one the parent set to be ignored: under ``nohup`` a hang-up must not end the run."""
+    except one the parent set to be ignored: under ``nohup`` a hang-up must not end the run.
+    An :class:`Interrupted` that Python drops is kept for :func:`raise_pending`."""
+    sys.unraisablehook = _unraisable
     for signum in SIGNALS:
         if signal.getsignal(signum) is not signal.SIG_IGN:
             signal.signal(signum, _raise)

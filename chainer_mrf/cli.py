@@ -169,6 +169,7 @@ class _Reporter:
         self.last = None
 
     def __call__(self, step):
+        _cli.raise_pending()  # a signal whose exception was dropped ends the run here
         first, self.last = self.last is None, step
         if self.folder is None:
             return

@@ -259,6 +259,35 @@ def test_a_signal_at_start_up_is_one_line(cli_images, tmp_path, vgg16_path, sign
     assert stdout == '' and not out.exists()
 
 
+# A handler runs wherever the main thread is: in a weakref callback (the garbage collector runs
+# them at any moment, imports included) its exception would be dropped, the run going on.
+LOST_SIGNAL = r"""
+import signal, sys, weakref
+from chainer_mrf import _cli
+_cli.handle_signals()
+class Thing:
+    pass
+thing = Thing()
+keep = weakref.ref(thing, lambda _: signal.raise_signal(signal.SIGTERM))
+del thing  # the callback runs, the handler raises inside it: Python drops the exception
+print('went on')
+try:
+    _cli.raise_pending()
+except _cli.Interrupted as e:
+    print('raised', e.signum)
+_cli.raise_pending()  # once only
+print('once')
+"""
+
+
+def test_a_signal_whose_exception_python_drops_is_raised_at_the_next_step():
+    done = subprocess.run([sys.executable, '-c', LOST_SIGNAL], capture_output=True, text=True,
+                          timeout=60, preexec_fn=default_signals)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ['went', 'on', 'raised', '15', 'once']
+    assert done.stderr == ''  # no "Exception ignored" traceback
+
+
 def test_a_hang_up_ignored_by_the_parent_leaves_the_run_going(cli_images, tmp_path,
                                                               vgg16_path):
     """Under ``nohup`` (SIGHUP ignored) a closed terminal must not end the run."""
