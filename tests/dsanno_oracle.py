@@ -17,6 +17,7 @@ and takes dsanno's L-BFGS step along another implementation's trajectory (:func:
 parity tests compare with (:func:`gamma`; not dsanno's, the tests' yardstick).
 """
 import math
+import warnings
 
 import chainer
 import chainer.functions as F
@@ -480,7 +481,12 @@ def match_color_histogram(x, y):
         b_sigma = v.dot(np.diag(d ** 0.5)).dot(v.T)
 
         transform = b_sigma.dot(a_sigma_inv)
-        z[i, :] = (transform.dot(a - a_mean) + b_mean).reshape(shape)
+        with warnings.catch_warnings():
+            # eig of a symmetric matrix may come back complex with zero imaginary parts; the
+            # assignment drops them, as in dsanno's code (NumPy warns that it does).
+            warnings.simplefilter('ignore', getattr(np, 'ComplexWarning', None)
+                                  or np.exceptions.ComplexWarning)
+            z[i, :] = (transform.dot(a - a_mean) + b_mean).reshape(shape)
     return z
 
 
