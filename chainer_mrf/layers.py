@@ -14,6 +14,21 @@ N-dimensional im2col too. Here:
   differentiable again; it keeps no input, because the weights are constants (the network's
   weights are not optimised). The ReLU that follows every VGG convolution is applied to each
   strip, and its backward mask likewise.
+- On the CPU the strips run in :data:`THREADS` threads (every ``THREADS``-th strip each, their
+  count a multiple of it), with NumPy's bundled OpenBLAS told to use one thread meanwhile
+  (:func:`_blas_threads`; where it cannot be told, the same strips run in the calling thread):
+  so the copies, the bias and the ReLU, which NumPy runs on one core, are spread over every core
+  as the products are. Rounding: each output is the same sum as in one thread (the strips and
+  each strip's three products are the same; BLAS's result does not depend on its thread count,
+  which the tests check exactly); only the strip widths follow :data:`THREADS`, and with them
+  how BLAS blocks a product (float32 rounding of the same sum, within a few units in the last
+  place; the tests compare with Chainer at 1e-5). conv1_1's backward (the col2im scatter below)
+  adds each thread's strips into a map of its own and sums the maps, which reorders the
+  additions on the rows where two strips meet (one rounding more there, the same in one
+  thread or several). The backward of a layer that doubles the channels (conv2_1, conv3_1,
+  conv4_1) now correlates rather than scatters (:class:`_Convolution3x3Transpose`): the same
+  sum of 9 C_out products per input, in BLAS's order instead of nine partial sums added by
+  col2im (float32 rounding of the same sum).
 - :func:`max_pooling_2x2` (2x2, stride 2, ceil mode) takes the maximum of four strided views and
   keeps which one won (the first on ties, as Chainer) for its backward pass (first order).
 
@@ -27,6 +42,12 @@ product into a strided strip of the output computed whole and then copied (CuPy 
 through a temporary anyway). ``EMULATE_GPU`` makes NumPy arrays take those choices too, which is
 how the tests run the GPU's code on the CPU.
 """
+import concurrent.futures
+import contextlib
+import ctypes
+import glob
+import os
+
 import chainer
 import chainer.functions as F
 from chainer import function_node
@@ -102,6 +123,23 @@ def max_pooling_2x2(x):
     return _MaxPooling2x2().apply((x,))[0]
 
 
+THREADS = min(2, os.cpu_count() or 1)
+"""Threads that the CPU path's convolutions run their strips in (:func:`_in_parallel`), BLAS
+on one thread meanwhile: so the strips' copies, bias and ReLU passes, which NumPy runs on one
+core (releasing the GIL), run on every core as the products do. Strips come in multiples of
+it. 1 runs them in the calling thread alone, with BLAS's own threads."""
+
+_EXECUTOR = []
+
+
+def _executor():
+    """The threads that share the CPU path's work with the calling thread."""
+    if not _EXECUTOR or _EXECUTOR[0][0] != THREADS:
+        _EXECUTOR[:] = [(THREADS, concurrent.futures.ThreadPoolExecutor(
+            max(1, THREADS - 1), thread_name_prefix='chainer_mrf_layers'))]
+    return _EXECUTOR[0][1]
+
+
 def _taps(height, r0, r1):
     """For each filter row ``ky``: the output rows ``[d0, d1)`` of the strip ``[r0, r1)`` whose
     input row ``r + ky - 1`` lies inside the image, and that input row range."""
@@ -147,23 +185,63 @@ def _col2im_add(cols, r0, r1, gx):
             gx[:, rows, src] += cols[:, ky, kx, d0:d1, dst]
 
 
-def _strips(x, channels, copies):
+def _strips(x, channels, copies, parts=1):
     """Splits the maps ``x`` (N, C_x, H, W) into strips of output rows whose working block
-    (``copies`` shifted copies of ``channels`` channels) fills about :data:`STRIP_BYTES`.
+    (``copies`` shifted copies of ``channels`` channels) fills about :data:`STRIP_BYTES`, and
+    into at least ``parts`` strips per image, their count a multiple of ``parts``.
 
-    Yields:
-        tuple: ``(n, r0, r1, buffer)``: image ``n``, rows ``[r0, r1)``, and a flat buffer that
-        every strip reuses (so that it stays in cache), large enough for the block of
-        ``r1 - r0 + 2`` rows.
+    Returns:
+        tuple: the strips, a list of ``(n, r0, r1)`` (image ``n``, rows ``[r0, r1)``), and the
+        size of a flat buffer large enough for the block of any of them (``r1 - r0 + 2`` rows),
+        which a worker reuses for each of its strips, so that it stays in cache.
     """
     count, _, height, width = x.shape
     xp = chainer.backend.get_array_module(x)
     limit = GPU_STRIP_BYTES if gpu_choices(xp) else STRIP_BYTES
     rows = max(1, limit // (channels * copies * width * x.itemsize) - 2)
-    buffer = xp.empty(channels * copies * (min(rows, height) + 2) * width, dtype=x.dtype)
-    for n in range(count):
-        for r0 in range(0, height, rows):
-            yield n, r0, min(height, r0 + rows), buffer
+    number = -(-height // rows)
+    number = -(-number // parts) * parts
+    rows = -(-height // min(height, number))
+    strips = [(n, r0, min(height, r0 + rows)) for n in range(count)
+              for r0 in range(0, height, rows)]
+    return strips, channels * copies * (min(rows, height) + 2) * width
+
+
+@contextlib.contextmanager
+def _single_threaded_blas(blas):
+    """BLAS (``blas``: :func:`_blas_threads`) on one thread inside the block (each of our
+    threads then runs its own products); the previous count restored after."""
+    get, set_ = blas
+    previous = get()
+    set_(1)
+    try:
+        yield
+    finally:
+        set_(previous)
+
+
+def _in_parallel(xp, work, strips, size, dtype):
+    """Runs ``work(k, group, buffer)`` for the groups ``strips[k::THREADS]``, each with a
+    buffer of ``size`` elements: on the CPU path with NumPy's bundled OpenBLAS
+    (:func:`_blas_threads`), one group per thread and BLAS on one thread, so that the strips'
+    copies and element-wise passes run on every core too; else one group after another in this
+    thread (the same groups, so the same results)."""
+    groups = [strips[k::THREADS] for k in range(THREADS) if strips[k::THREADS]]
+    blas = _blas_threads() if not gpu_choices(xp) else None
+    if blas is None or len(groups) < 2:
+        buffer = xp.empty(size, dtype=dtype)
+        for k, group in enumerate(groups):
+            work(k, group, buffer)
+        return
+    executor = _executor()
+    with _single_threaded_blas(blas):
+        others = [executor.submit(work, k, group, xp.empty(size, dtype=dtype))
+                  for k, group in enumerate(groups) if k]
+        try:
+            work(0, groups[0], xp.empty(size, dtype=dtype))
+        finally:
+            for future in others:
+                future.result()
 
 
 _MIN_DEPTH = 32
@@ -175,6 +253,42 @@ def _tap_matrices(W):
     with columns in the (c, kx) order of :func:`_expand`'s rows."""
     xp = chainer.backend.get_array_module(W)
     return xp.ascontiguousarray(W.transpose(2, 0, 1, 3)).reshape(3, W.shape[0], -1)
+
+
+_BLAS_THREADS = []
+"""The functions that read and set the thread count of NumPy's BLAS, once looked up
+(:func:`_blas_threads`)."""
+
+_NUMPY_BLAS = (('libscipy_openblas64_*', 'scipy_openblas_%s_num_threads64_'),
+               ('libopenblas64_*', 'openblas_%s_num_threads64_'),
+               ('libscipy_openblas*', 'scipy_openblas_%s_num_threads'),
+               ('libopenblas*', 'openblas_%s_num_threads'))
+"""The OpenBLAS that NumPy's wheels bundle (in ``numpy.libs``), by file name, and the names of
+its thread-count functions (NumPy 2's ``scipy-openblas64``, NumPy 1.26's ``openblas64_``)."""
+
+
+def _blas_threads():
+    """``(get, set)``: ctypes functions that read and set the thread count of the OpenBLAS that
+    NumPy's wheel bundles; ``None`` where there is none (another BLAS: the strips then run in
+    one thread)."""
+    if not _BLAS_THREADS:
+        found = None
+        folder = os.path.join(os.path.dirname(os.path.dirname(numpy.__file__)), 'numpy.libs')
+        for pattern, name in _NUMPY_BLAS:
+            for path in sorted(glob.glob(os.path.join(folder, pattern + '.so*'))):
+                try:
+                    library = ctypes.CDLL(path)
+                    get, set_ = (getattr(library, name % verb) for verb in ('get', 'set'))
+                except (OSError, AttributeError):
+                    continue
+                get.restype, get.argtypes = ctypes.c_int, []
+                set_.restype, set_.argtypes = None, [ctypes.c_int]
+                found = get, set_
+                break
+            if found:
+                break
+        _BLAS_THREADS.append(found)
+    return _BLAS_THREADS[0]
 
 
 def _matmul(xp, a, b, out):
@@ -201,56 +315,73 @@ def _correlate(x, matrices, bias=None, relu=False, active=None):
     xp = chainer.backend.get_array_module(x)
     y = xp.empty((count, out_channels, height, width), dtype=x.dtype)
     flat = y.reshape(count, out_channels, height * width)
-    partial = None
     # Products with few rows (3 C, e.g. 9 for an RGB image) run far below the machine's rate:
     # there the three views are stacked into one matrix, im2col's, for a single product.
     stacked = (None if 3 * channels >= _MIN_DEPTH else
                matrices.transpose(1, 0, 2).reshape(out_channels, 9 * channels))
-    for n, r0, r1, buffer in _strips(x, channels, 3):
-        rows = r1 - r0
-        block = buffer[:channels * 3 * (rows + 2) * width].reshape(channels, 3, rows + 2, width)
-        _expand(x[n], None if active is None else active[n], r0, r1, block)
-        block = block.reshape(channels * 3, (rows + 2) * width)
-        strip = flat[n, :, r0 * width:r1 * width]
-        views = [block[:, ky * width:(ky + rows) * width] for ky in range(3)]
-        if stacked is not None:
-            _matmul(xp, stacked, xp.concatenate(views), strip)
-        else:
-            _matmul(xp, matrices[0], views[0], strip)
-            if partial is None:
-                partial = xp.empty(strip.size, dtype=x.dtype)
-            part = partial[:strip.size].reshape(strip.shape)
-            for ky in (1, 2):
-                xp.matmul(matrices[ky], views[ky], out=part)
-                strip += part  # while the strip is in cache, as the bias and the ReLU below
-        if bias is not None:
-            strip += bias[:, None]
-        if relu:
-            xp.maximum(strip, 0, out=strip)
+
+    def work(k, group, buffer):
+        partial = None
+        for n, r0, r1 in group:
+            rows = r1 - r0
+            block = buffer[:channels * 3 * (rows + 2) * width].reshape(
+                channels, 3, rows + 2, width)
+            _expand(x[n], None if active is None else active[n], r0, r1, block)
+            block = block.reshape(channels * 3, (rows + 2) * width)
+            strip = flat[n, :, r0 * width:r1 * width]
+            views = [block[:, ky * width:(ky + rows) * width] for ky in range(3)]
+            if stacked is not None:
+                _matmul(xp, stacked, xp.concatenate(views), strip)
+            else:
+                _matmul(xp, matrices[0], views[0], strip)
+                if partial is None:
+                    partial = xp.empty(strip.size, dtype=x.dtype)
+                part = partial[:strip.size].reshape(strip.shape)
+                for ky in (1, 2):
+                    xp.matmul(matrices[ky], views[ky], out=part)
+                    strip += part  # while the strip is in cache, as the bias and ReLU below
+            if bias is not None:
+                strip += bias[:, None]
+            if relu:
+                xp.maximum(strip, 0, out=strip)
+
+    strips, size = _strips(x, channels, 3, THREADS)
+    _in_parallel(xp, work, strips, size, x.dtype)
     return y
 
 
 def _scatter(gy, matrix_t, channels, active=None):
     """``gx = col2im(matrix_t @ gy)`` strip by strip: (N, C_out, H, W) -> (N, C, H, W); with
-    ``active``, ``gy`` is taken as zero where ``active`` is not positive."""
+    ``active``, ``gy`` is taken as zero where ``active`` is not positive.
+
+    A strip's windows reach one row beyond it each way, so each group of strips that
+    :func:`_in_parallel` forms adds into a map of its own, and those are summed at the end (in
+    threads or not alike; a few channels: this serves conv1_1)."""
     count, out_channels, height, width = gy.shape
     xp = chainer.backend.get_array_module(gy)
     gx = xp.zeros((count, channels, height, width), dtype=gy.dtype)
     gy = gy.reshape(count, out_channels, height * width)
-    masked = None
-    for n, r0, r1, buffer in _strips(gx, channels, 9):
-        block = buffer[:channels * 9 * (r1 - r0) * width].reshape(
-            channels, 3, 3, r1 - r0, width)
-        strip = gy[n, :, r0 * width:r1 * width]
-        if active is not None:
-            if masked is None:
-                masked = xp.empty(out_channels * block.shape[3] * width, dtype=gy.dtype)
-            strip = xp.multiply(
-                strip, active.reshape(gy.shape)[n, :, r0 * width:r1 * width] > 0,
-                out=masked[:strip.size].reshape(strip.shape))
-        cols = block.reshape(channels * 9, -1)
-        xp.matmul(matrix_t, strip, out=cols)
-        _col2im_add(block, r0, r1, gx[n])
+    if active is not None:
+        active = active.reshape(gy.shape)
+    # A strip's block: its nine window rows per input channel and its masked gradient.
+    strips, size = _strips(gx, channels * 9 + out_channels, 1, THREADS)
+    sums = [gx] + [xp.zeros_like(gx) for _ in range(1, min(THREADS, len(strips)))]
+
+    def work(k, group, buffer):
+        for n, r0, r1 in group:
+            rows = r1 - r0
+            block = buffer[:channels * 9 * rows * width].reshape(channels, 3, 3, rows, width)
+            strip = gy[n, :, r0 * width:r1 * width]
+            if active is not None:
+                masked = buffer[block.size:block.size + strip.size].reshape(strip.shape)
+                strip = xp.multiply(strip, active[n, :, r0 * width:r1 * width] > 0,
+                                    out=masked)
+            xp.matmul(matrix_t, strip, out=block.reshape(channels * 9, -1))
+            _col2im_add(block, r0, r1, sums[k][n])
+
+    _in_parallel(xp, work, strips, size, gy.dtype)
+    for other in sums[1:]:
+        gx += other
     return gx
 
 
@@ -281,8 +412,10 @@ class _Convolution3x3Transpose(function_node.FunctionNode):
     pass over the whole map).
 
     Of the two ways to compute it, it takes the one with the smaller im2col block: scattering
-    ``W^T gy`` back with col2im when the input has fewer channels than the output (conv1_1's
-    3 against 64), else correlating ``gy`` with the flipped, transposed filters.
+    ``W^T gy`` back with col2im (nine rows per input channel) when the input has less than a
+    third of the output's channels (conv1_1's 3 against 64), else correlating ``gy`` (three
+    rows per output channel) with the flipped, transposed filters, which also runs its strips
+    in threads (a VGG layer that doubles the channels: six rows per input channel, not nine).
     """
 
     def __init__(self, W, active=None):
@@ -294,7 +427,7 @@ class _Convolution3x3Transpose(function_node.FunctionNode):
         xp = chainer.backend.get_array_module(gy)
         gy = xp.ascontiguousarray(gy)
         out_channels, channels = self.W.shape[:2]
-        if channels < out_channels:
+        if 3 * channels < out_channels:
             return _scatter(gy, xp.ascontiguousarray(
                 self.W.reshape(out_channels, -1).T), channels, self.active),
         flipped = self.W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)

@@ -19,6 +19,22 @@ def _both(function, reference, x, gy):
     return results
 
 
+def _convolution_case(shape, out_channels, relu, seed):
+    """Random input, filters, biases and output gradient, and Chainer's convolution (and ReLU)
+    with them, the reference."""
+    rng = numpy.random.RandomState(seed)
+    x = rng.standard_normal(shape).astype(numpy.float32)
+    W = rng.standard_normal((out_channels, shape[1], 3, 3)).astype(numpy.float32)
+    b = rng.standard_normal(out_channels).astype(numpy.float32)
+    gy = rng.standard_normal((shape[0], out_channels) + shape[2:]).astype(numpy.float32)
+
+    def reference(v):
+        y = F.convolution_2d(v, W, b, pad=1)
+        return F.relu(y) if relu else y
+
+    return x, W, b, gy, reference
+
+
 @pytest.mark.parametrize('shape,out_channels', [
     ((1, 3, 9, 11), 8),    # fewer input channels: the backward scatters with col2im
     ((1, 8, 9, 11), 4),    # more: it correlates with the flipped filters
@@ -37,16 +53,7 @@ def test_convolution_matches_chainer(shape, out_channels, strip_bytes, relu, min
     monkeypatch.setattr(layers, 'GPU_STRIP_BYTES' if gpu_path else 'STRIP_BYTES',
                         strip_bytes)  # 1: one row per strip
     monkeypatch.setattr(layers, '_MIN_DEPTH', min_depth)
-    rng = numpy.random.RandomState(0)
-    x = rng.standard_normal(shape).astype(numpy.float32)
-    W = rng.standard_normal((out_channels, shape[1], 3, 3)).astype(numpy.float32)
-    b = rng.standard_normal(out_channels).astype(numpy.float32)
-    gy = rng.standard_normal((shape[0], out_channels) + shape[2:]).astype(numpy.float32)
-
-    def reference(v):
-        y = F.convolution_2d(v, W, b, pad=1)
-        return F.relu(y) if relu else y
-
+    x, W, b, gy, reference = _convolution_case(shape, out_channels, relu, seed=0)
     (y, gx), (y_ref, gx_ref) = _both(lambda v: layers.convolution_3x3(v, W, b, relu=relu),
                                      reference, x, gy)
     numpy.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
@@ -86,6 +93,48 @@ def test_max_pooling_matches_chainer(shape, gpu_path, monkeypatch):
         layers.max_pooling_2x2, lambda v: F.max_pooling_2d(v, 2, 2, cover_all=True), x, gy)
     numpy.testing.assert_array_equal(y, y_ref)
     numpy.testing.assert_array_equal(gx, gx_ref)
+
+
+@pytest.mark.parametrize('shape,out_channels', [((1, 3, 9, 11), 40), ((2, 16, 9, 11), 8),
+                                                ((1, 12, 1, 2), 12), ((1, 11, 5, 40), 16),
+                                                ((1, 8, 6, 7), 16)])
+@pytest.mark.parametrize('strip_bytes', [1, 4000, 8 << 20])
+@pytest.mark.parametrize('relu', [False, True])
+def test_convolution_strips_in_threads(shape, out_channels, strip_bytes, relu, monkeypatch):
+    # The CPU path runs every THREADS-th strip in each of THREADS threads, BLAS on one thread
+    # meanwhile; the strip count is a multiple of THREADS, so their widths depend on it.
+    monkeypatch.setattr(layers, 'STRIP_BYTES', strip_bytes)
+    x, W, b, gy, reference = _convolution_case(shape, out_channels, relu, seed=3)
+    results = {}
+    for threads in (1, 2, 3):
+        monkeypatch.setattr(layers, 'THREADS', threads)
+        (y, gx), (y_ref, gx_ref) = _both(
+            lambda v: layers.convolution_3x3(v, W, b, relu=relu), reference, x, gy)
+        numpy.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+        numpy.testing.assert_allclose(gx, gx_ref, rtol=1e-5, atol=1e-5)
+        results[threads] = y, gx
+    # The same strips (THREADS = 2) in two threads with one BLAS thread each, and in this
+    # thread alone with BLAS's own threads (as where NumPy's BLAS cannot be told its thread
+    # count): equal exactly.
+    monkeypatch.setattr(layers, 'THREADS', 2)
+    monkeypatch.setattr(layers, '_blas_threads', lambda: None)  # no thread control: serial
+    serial = _both(lambda v: layers.convolution_3x3(v, W, b, relu=relu), reference, x, gy)[0]
+    for a, b_ in zip(results[2], serial):
+        numpy.testing.assert_array_equal(a, b_)
+
+
+def test_blas_thread_count_is_restored():
+    blas = layers._blas_threads()
+    if blas is None:
+        pytest.skip("NumPy's BLAS is not a bundled OpenBLAS")
+    threads = blas[0]()
+    with layers._single_threaded_blas(blas):
+        assert blas[0]() == 1
+    assert blas[0]() == threads
+    with pytest.raises(RuntimeError):
+        with layers._single_threaded_blas(blas):
+            raise RuntimeError
+    assert blas[0]() == threads
 
 
 def test_max_pooling_refuses_second_derivatives():
