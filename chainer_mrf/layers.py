@@ -15,7 +15,8 @@ N-dimensional im2col too. Here:
   weights are not optimised). The ReLU that follows every VGG convolution is applied to each
   strip, and its backward mask likewise.
 - On the CPU the strips run in :data:`THREADS` threads (every ``THREADS``-th strip each, their
-  count a multiple of it), with NumPy's bundled OpenBLAS told to use one thread meanwhile
+  count a multiple of it; :class:`chainer_mrf.vgg.VGG` asks for them for large images only,
+  ``threads=1`` otherwise), with NumPy's bundled OpenBLAS told to use one thread meanwhile
   (:func:`_blas_threads`; where it cannot be told, the same strips run in the calling thread):
   so the copies, the bias and the ReLU, which NumPy runs on one core, are spread over every core
   as the products are. Rounding: each output is the same sum as in one thread (the strips and
@@ -80,7 +81,7 @@ def uses_cudnn(x):
             and chainer.should_use_cudnn('>=auto'))
 
 
-def convolution_3x3(x, W, b=None, *, relu=False):
+def convolution_3x3(x, W, b=None, *, relu=False, threads=None):
     """3x3 convolution with stride 1 and zero padding 1, with constant weights.
 
     ``W`` and ``b`` are arrays, not parameters: no gradient is computed for them, only for
@@ -92,6 +93,11 @@ def convolution_3x3(x, W, b=None, *, relu=False):
         b (array or None): the biases; ``None`` adds none. Default: ``None``.
         relu (bool): apply a ReLU to the output (on the CPU, to each strip while it is in
             cache). Default: ``False``.
+        threads (int or None): how many groups of strips the CPU path runs in threads, this
+            pass and its backward (:func:`_in_parallel`); ``None`` takes :data:`THREADS`. A
+            network passes one count to every layer of a pass (:class:`chainer_mrf.vgg.VGG`):
+            switching between BLAS's threads and ours layer by layer costs more than either.
+            Default: ``None``.
 
     Returns:
         chainer.Variable: the output, the same spatial size as ``x``.
@@ -102,7 +108,7 @@ def convolution_3x3(x, W, b=None, *, relu=False):
     if uses_cudnn(W):
         y = F.convolution_2d(x, W, b, pad=1)
         return F.relu(y) if relu else y
-    return _Convolution3x3(W, b, relu).apply((x,))[0]
+    return _Convolution3x3(W, b, relu, THREADS if threads is None else threads).apply((x,))[0]
 
 
 def max_pooling_2x2(x):
@@ -220,13 +226,13 @@ def _single_threaded_blas(blas):
         set_(previous)
 
 
-def _in_parallel(xp, work, strips, size, dtype):
-    """Runs ``work(k, group, buffer)`` for the groups ``strips[k::THREADS]``, each with a
+def _in_parallel(xp, work, strips, size, dtype, parts):
+    """Runs ``work(k, group, buffer)`` for the groups ``strips[k::parts]``, each with a
     buffer of ``size`` elements: on the CPU path with NumPy's bundled OpenBLAS
     (:func:`_blas_threads`), one group per thread and BLAS on one thread, so that the strips'
     copies and element-wise passes run on every core too; else one group after another in this
     thread (the same groups, so the same results)."""
-    groups = [strips[k::THREADS] for k in range(THREADS) if strips[k::THREADS]]
+    groups = [strips[k::parts] for k in range(parts) if strips[k::parts]]
     blas = _blas_threads() if not gpu_choices(xp) else None
     if blas is None or len(groups) < 2:
         buffer = xp.empty(size, dtype=dtype)
@@ -300,7 +306,7 @@ def _matmul(xp, a, b, out):
         out[...] = xp.matmul(a, b)
 
 
-def _correlate(x, matrices, bias=None, relu=False, active=None):
+def _correlate(x, matrices, bias=None, relu=False, active=None, threads=1):
     """3x3 'same' correlation strip by strip, plus ``bias``, then ``max(y, 0)`` if ``relu``:
     (N, C, H, W) -> (N, C_out, H, W). With ``active`` (a map like ``x``), ``x`` is taken as
     zero where ``active`` is not positive (a ReLU's backward, applied strip by strip).
@@ -345,12 +351,12 @@ def _correlate(x, matrices, bias=None, relu=False, active=None):
             if relu:
                 xp.maximum(strip, 0, out=strip)
 
-    strips, size = _strips(x, channels, 3, THREADS)
-    _in_parallel(xp, work, strips, size, x.dtype)
+    strips, size = _strips(x, channels, 3, threads)
+    _in_parallel(xp, work, strips, size, x.dtype, threads)
     return y
 
 
-def _scatter(gy, matrix_t, channels, active=None):
+def _scatter(gy, matrix_t, channels, active=None, threads=1):
     """``gx = col2im(matrix_t @ gy)`` strip by strip: (N, C_out, H, W) -> (N, C, H, W); with
     ``active``, ``gy`` is taken as zero where ``active`` is not positive.
 
@@ -364,8 +370,8 @@ def _scatter(gy, matrix_t, channels, active=None):
     if active is not None:
         active = active.reshape(gy.shape)
     # A strip's block: its nine window rows per input channel and its masked gradient.
-    strips, size = _strips(gx, channels * 9 + out_channels, 1, THREADS)
-    sums = [gx] + [xp.zeros_like(gx) for _ in range(1, min(THREADS, len(strips)))]
+    strips, size = _strips(gx, channels * 9 + out_channels, 1, threads)
+    sums = [gx] + [xp.zeros_like(gx) for _ in range(1, min(threads, len(strips)))]
 
     def work(k, group, buffer):
         for n, r0, r1 in group:
@@ -379,7 +385,7 @@ def _scatter(gy, matrix_t, channels, active=None):
             xp.matmul(matrix_t, strip, out=block.reshape(channels * 9, -1))
             _col2im_add(block, r0, r1, sums[k][n])
 
-    _in_parallel(xp, work, strips, size, gy.dtype)
+    _in_parallel(xp, work, strips, size, gy.dtype, threads)
     for other in sums[1:]:
         gx += other
     return gx
@@ -389,21 +395,22 @@ class _Convolution3x3(function_node.FunctionNode):
     """y = W * x + b, or max(W * x + b, 0), on NumPy or CuPy; backward:
     :class:`_Convolution3x3Transpose`, masked by the ReLU's output."""
 
-    def __init__(self, W, b, relu=False):
+    def __init__(self, W, b, relu=False, threads=1):
         self.W = W
         self.b = b
         self.relu = relu
+        self.threads = threads
 
     def forward(self, inputs):
         x, = inputs
         x = chainer.backend.get_array_module(x).ascontiguousarray(x)
         if self.relu:
             self.retain_outputs((0,))
-        return _correlate(x, _tap_matrices(self.W), self.b, self.relu),
+        return _correlate(x, _tap_matrices(self.W), self.b, self.relu, threads=self.threads),
 
     def backward(self, indexes, grad_outputs):
         active = self.get_retained_outputs()[0].array if self.relu else None
-        return _Convolution3x3Transpose(self.W, active).apply(grad_outputs)
+        return _Convolution3x3Transpose(self.W, active, self.threads).apply(grad_outputs)
 
 
 class _Convolution3x3Transpose(function_node.FunctionNode):
@@ -418,9 +425,10 @@ class _Convolution3x3Transpose(function_node.FunctionNode):
     in threads (a VGG layer that doubles the channels: six rows per input channel, not nine).
     """
 
-    def __init__(self, W, active=None):
+    def __init__(self, W, active=None, threads=1):
         self.W = W
         self.active = active
+        self.threads = threads
 
     def forward(self, inputs):
         gy, = inputs
@@ -429,12 +437,13 @@ class _Convolution3x3Transpose(function_node.FunctionNode):
         out_channels, channels = self.W.shape[:2]
         if 3 * channels < out_channels:
             return _scatter(gy, xp.ascontiguousarray(
-                self.W.reshape(out_channels, -1).T), channels, self.active),
+                self.W.reshape(out_channels, -1).T), channels, self.active, self.threads),
         flipped = self.W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)
-        return _correlate(gy, _tap_matrices(flipped), active=self.active),
+        return _correlate(gy, _tap_matrices(flipped), active=self.active,
+                          threads=self.threads),
 
     def backward(self, indexes, grad_outputs):
-        gx = _Convolution3x3(self.W, None).apply(grad_outputs)[0]
+        gx = _Convolution3x3(self.W, None, threads=self.threads).apply(grad_outputs)[0]
         return (gx if self.active is None
                 else gx * (self.active > 0).astype(gx.dtype)),
 

@@ -13,6 +13,12 @@ import chainer.functions as F
 from chainer_mrf import layers as layers_lib
 from chainer_mrf import weights as weights_lib
 
+THREADED_PIXELS = 1 << 16
+"""Input pixels from which a pass runs its convolutions' strips in threads
+(:func:`chainer_mrf.layers.convolution_3x3`): below, the threads' hand-over and the switches
+of BLAS's thread count cost more than they save (measured: the bundled demo's coarse levels,
+64 x 43 and 128 x 85, ran 20 to 40 % slower with them; 256 x 330 ran 10 % faster)."""
+
 POOLINGS = ('max', 'average')
 """The pooling kinds of :class:`VGG`."""
 
@@ -184,12 +190,15 @@ class VGG(chainer.Chain):
         out = {}
         h = x
         fused = False
+        # The convolutions' strips in threads for a large image only (all layers alike).
+        threads = (layers_lib.THREADS if x.shape[2] * x.shape[3] >= THREADED_PIXELS else 1)
         for name in self.layer_names[:last + 1]:
             if name.startswith('conv'):
                 # The ReLU is applied inside the convolution unless its input is asked for.
                 fused = name not in wanted
                 h = layers_lib.convolution_3x3(h, getattr(self, name + '_W'),
-                                               getattr(self, name + '_b'), relu=fused)
+                                               getattr(self, name + '_b'), relu=fused,
+                                               threads=threads)
             elif name.startswith('relu'):
                 h = h if fused else F.relu(h)
             else:

@@ -108,6 +108,36 @@ def test_stops_after_last_requested_layer(random_vgg16_path, small_input, monkey
     assert len(calls) == 3
 
 
+@pytest.mark.parametrize('pixels,threaded', [(35, True), (36, False)])
+def test_threads_for_a_large_image_in_every_layer(random_vgg16_path, small_input, monkeypatch,
+                                                   pixels, threaded):
+    # One thread count for every convolution of a pass, from the input's size (7 x 5 = 35).
+    from chainer_mrf import vgg as vgg_lib
+    monkeypatch.setattr(vgg_lib, 'THREADED_PIXELS', pixels)
+    monkeypatch.setattr(layers, 'THREADS', 2)
+    vgg = VGG16(random_vgg16_path)
+    counts = []
+    original = layers.convolution_3x3
+
+    def counting(*args, **kwargs):
+        counts.append(kwargs['threads'])
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(layers, 'convolution_3x3', counting)
+    x = chainer.Variable(small_input.copy())
+    out = vgg(x, layers=['relu3_1'])
+    F.sum(out['relu3_1']).backward()
+    assert counts == [2 if threaded else 1] * 5
+    monkeypatch.setattr(layers, 'THREADS', 1)
+    plain = VGG16(random_vgg16_path)
+    reference = chainer.Variable(small_input.copy())
+    out_plain = plain(reference, layers=['relu3_1'])
+    F.sum(out_plain['relu3_1']).backward()
+    numpy.testing.assert_allclose(out['relu3_1'].array, out_plain['relu3_1'].array,
+                                  rtol=1e-5, atol=1e-5)
+    numpy.testing.assert_allclose(x.grad, reference.grad, rtol=1e-5, atol=1e-5)
+
+
 def test_no_weight_gradients(random_vgg16_path, small_input, monkeypatch):
     vgg = VGG16(random_vgg16_path)
     assert list(vgg.params()) == []
