@@ -231,10 +231,12 @@ def _in_parallel(xp, work, strips, size, dtype, parts):
     buffer of ``size`` elements: on the CPU path with NumPy's bundled OpenBLAS
     (:func:`_blas_threads`), one group per thread and BLAS on one thread, so that the strips'
     copies and element-wise passes run on every core too; else one group after another in this
-    thread (the same groups, so the same results)."""
+    thread (the same groups, so the same results). Also in this thread where BLAS itself was
+    set to one thread (``OPENBLAS_NUM_THREADS=1``, as for each of several MPI ranks sharing the
+    cores): threads of ours would oversubscribe the cores as BLAS's would."""
     groups = [strips[k::parts] for k in range(parts) if strips[k::parts]]
     blas = _blas_threads() if not gpu_choices(xp) else None
-    if blas is None or len(groups) < 2:
+    if blas is None or len(groups) < 2 or blas[0]() < 2:
         buffer = xp.empty(size, dtype=dtype)
         for k, group in enumerate(groups):
             work(k, group, buffer)

@@ -100,7 +100,8 @@ def test_max_pooling_matches_chainer(shape, gpu_path, monkeypatch):
                                                 ((1, 8, 6, 7), 16)])
 @pytest.mark.parametrize('strip_bytes', [1, 4000, 8 << 20])
 @pytest.mark.parametrize('relu', [False, True])
-def test_convolution_strips_in_threads(shape, out_channels, strip_bytes, relu, monkeypatch):
+def test_convolution_strips_in_threads(shape, out_channels, strip_bytes, relu, monkeypatch,
+                                      two_blas_threads):
     # The CPU path runs every THREADS-th strip in each of THREADS threads, BLAS on one thread
     # meanwhile; the strip count is a multiple of THREADS, so their widths depend on it.
     monkeypatch.setattr(layers, 'STRIP_BYTES', strip_bytes)
@@ -121,6 +122,29 @@ def test_convolution_strips_in_threads(shape, out_channels, strip_bytes, relu, m
     serial = _both(lambda v: layers.convolution_3x3(v, W, b, relu=relu), reference, x, gy)[0]
     for a, b_ in zip(results[2], serial):
         numpy.testing.assert_array_equal(a, b_)
+
+
+@pytest.fixture
+def two_blas_threads():
+    """NumPy's BLAS on two threads for the test (the layers use threads of their own only where
+    BLAS may use several: a run under OPENBLAS_NUM_THREADS=1 would test the serial path)."""
+    blas = layers._blas_threads()
+    if blas is None:
+        pytest.skip("NumPy's BLAS is not a bundled OpenBLAS: install NumPy's wheel")
+    previous = blas[0]()
+    blas[1](2)
+    yield blas
+    blas[1](previous)
+
+
+def test_no_threads_of_ours_where_blas_was_set_to_one(monkeypatch, two_blas_threads):
+    x, W, b, gy, _ = _convolution_case((1, 8, 6, 7), 16, True, seed=4)
+    monkeypatch.setattr(layers, 'STRIP_BYTES', 1)
+    run = lambda: layers.convolution_3x3(x, W, b, relu=True, threads=2).array  # noqa: E731
+    threaded = run()
+    two_blas_threads[1](1)
+    monkeypatch.setattr(layers, '_executor', lambda: pytest.fail('a thread was started'))
+    numpy.testing.assert_array_equal(run(), threaded)  # the same strips, in this thread
 
 
 def test_blas_thread_count_is_restored():
