@@ -2,6 +2,7 @@
 file is read only if it is a regular file (never a FIFO waited on, or a device read for ever)."""
 import contextlib
 import errno
+import hashlib
 import os
 import stat
 import tempfile
@@ -89,3 +90,10 @@ def open_regular(path):
     except BaseException:
         os.close(fd)
         raise
+
+
+def file_digest(path, algorithm):
+    """The hex digest of a file by hashlib's ``algorithm`` (``'sha256'``, ``'sha1'``), read a
+    block at a time, so that a 528 MB caffemodel is hashed in little memory."""
+    with open(path, 'rb') as f:
+        return hashlib.file_digest(f, algorithm).hexdigest()

@@ -33,7 +33,6 @@ Command line::
     scripts/convert_caffemodel.py VGG_ILSVRC_16_layers.caffemodel models/vgg16.npz
     scripts/convert_caffemodel.py VGG_ILSVRC_19_layers.caffemodel models/vgg19.npz --arch vgg19
 """
-import hashlib
 import io
 import math
 import mmap
@@ -43,7 +42,7 @@ import time
 
 import numpy
 
-from chainer_mrf import _cli, protowire
+from chainer_mrf import _cli, _io, protowire
 from chainer_mrf import weights as weights_lib
 
 #: Field numbers of the two layouts (caffe.proto): the NetParameter field holding the layers,
@@ -79,16 +78,6 @@ PUBLISHED = {
 }
 
 
-def sha1_of(path, chunk=1 << 20):
-    """The hex SHA1 of a file, read ``chunk`` bytes at a time (default: 1 MiB), so that a
-    528 MB caffemodel is hashed in 1 MiB of memory."""
-    digest = hashlib.sha1()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_published(path, arch, unverified=False):
     """Tells, by its SHA1, whether a caffemodel is one of :data:`PUBLISHED`.
 
@@ -111,7 +100,7 @@ def check_published(path, arch, unverified=False):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError('caffemodel not found: %s' % path)
-    digest = sha1_of(path)
+    digest = _io.file_digest(path, 'sha1')
     if digest in PUBLISHED:
         published, _, published_arch = PUBLISHED[digest]
         if published_arch != arch:

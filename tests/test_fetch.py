@@ -10,7 +10,7 @@ import threading
 import numpy
 import pytest
 
-from chainer_mrf import caffe, fetch, protowire
+from chainer_mrf import _io, caffe, fetch, protowire
 from chainer_mrf import weights as weights_lib
 from helpers import ROOT, random_weights
 
@@ -154,7 +154,7 @@ def served(tmp_path_factory):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     url = 'http://127.0.0.1:%d/' % server.server_address[1]
-    yield url, weights, fetch.sha256_of(path), os.path.getsize(path), caffe.sha1_of(path)
+    yield url, weights, _io.file_digest(path, 'sha256'), os.path.getsize(path), _io.file_digest(path, 'sha1')
     server.shutdown()
     server.server_close()
 
