@@ -416,8 +416,9 @@ def _device(spec):
         raise ValueError('cannot use device %s: %s' % (spec, problem))
     try:
         device = chainer.get_device(spec)
-        with chainer.using_device(device):
-            device.xp.zeros(1, 'f').sum()
+        if gpu is None:  # a GPU has run gpu_problem's kernel already: other devices run one here
+            with chainer.using_device(device):
+                device.xp.zeros(1, 'f').sum()
         return device
     except Exception as e:  # Chainer and CUDA raise several types for a bad specifier or device
         raise ValueError('cannot use device %s: %s' % (spec, ' '.join(str(e).split()))) from None
