@@ -11,7 +11,7 @@ import os
 import re
 import sys
 
-from chainer_mrf import _cli, distributed, optimizers, outputs, presets
+from chainer_mrf import _cli, distributed, optimizers, outputs, presets, semantic
 from chainer_mrf.inputs import load_inputs
 from chainer_mrf.synthesis import DivergenceError, synthesize
 from chainer_mrf.vgg import weights_for
@@ -126,6 +126,10 @@ def _parser(preset, prog):
                                               'without -c, the doodle to paint')
     parser.add_argument('--style_map', action='append',
                         help='semantic map of the style image (its size); one per -s, in order')
+    parser.add_argument('--no_auto_maps', action='store_true',
+                        help='take no map but those given: without this, STYLE_sem.png beside '
+                             'each style image and CONTENT_sem.png beside the content image are '
+                             'used where that gives maps on both sides')
     parser.add_argument('-o', '--out_dir', default='output', help='output folder (default: '
                                                                   'output)')
     parser.add_argument('-g', '--gpu', type=int, default=-1,
@@ -238,7 +242,7 @@ def _main(argv, prog, comm):
             args = _parser(presets.get_preset(known.preset), prog).parse_args(argv)
         options = {field: getattr(args, field) for _, field, _, _ in _OPTIONS}
         config = presets.get_preset(args.preset).replace(**options)  # checks every value first
-        batch = _batch_contents(args)
+        batch = _batch_contents(args, _looks_for_maps(args, config))
         arch, path = weights_for(config.arch, config.model)
     content = args.content[0] if args.content and not batch else None
     if distributed.rank(comm) == 0:
@@ -253,18 +257,72 @@ def _main(argv, prog, comm):
     gpu = args.gpu + (comm.intra_rank if comm is not None and args.gpu >= 0 else 0)
     if batch:
         return _batch(batch, config, args, gpu, comm, [prog] + list(argv))
-    with distributed.agreement(comm):
-        # Loaded and checked here, so that a missing, unreadable or ill-fitting image or map
-        # fails before anything is written.
-        inputs = load_inputs(content, args.style, content_map=args.content_map,
-                             style_map=args.style_map, preset=config)
-    return _synthesis(inputs, config, args, args.out_dir, gpu, comm, [prog] + list(argv),
+    inputs, maps = _load(content, config, args, comm)
+    return _synthesis(inputs, maps, config, args, args.out_dir, gpu, comm, [prog] + list(argv),
                       content)
 
 
-def _batch_contents(args):
+def _looks_for_maps(args, config):
+    """Whether maps are looked for beside the images: not under ``--no_auto_maps``, nor with
+    the gram method (no matching for a map to steer)."""
+    return not args.no_auto_maps and config.method != 'gram'
+
+
+def _maps(content, config, args):
+    """One synthesis's maps, ``(content_map, style_map)``, and the progress line about the maps
+    found beside its images (``None`` where none was looked for or found).
+
+    Where ``--content_map`` or ``--style_map`` is not given, the map neural-doodle's name gives
+    (:func:`chainer_mrf.semantic.find_map`) is looked for beside the content image or each style
+    image. The maps found are used only if then the content side (a doodle's included) and
+    every style image have one: a painting that happens to have a map beside it leaves a plain
+    style transfer or texture as it was, and the line says why they were not used.
+    """
+    given = args.content_map, args.style_map
+    if not _looks_for_maps(args, config):
+        return given, None
+    content_map, style_map = given
+    found = []
+    if content_map is None and content is not None:
+        content_map = semantic.find_map(content)
+        found += ['%s (content)' % content_map] if content_map else []
+    if style_map is None:
+        style_map = [semantic.find_map(s) for s in args.style]
+        found += ['%s (style)' % m for m in style_map if m]
+    if not found:
+        return given, None
+    line = 'semantic map%s found beside the images: %s' % ('s' * (len(found) > 1),
+                                                          ', '.join(found))
+    reasons = ['there is no content map'] if content is None and content_map is None else []
+    lacking = [image for image, m in zip([content] + args.style, [content_map] + style_map)
+               if image is not None and m is None]
+    if lacking:
+        reasons.append('%s %s none' % (', '.join(lacking), 'has' if len(lacking) == 1
+                                       else 'have'))
+    if not reasons:
+        return (content_map, style_map), line + ' (--no_auto_maps to ignore them)'
+    return given, ('%s; not used, as %s (maps go on both sides; --no_auto_maps to skip the '
+                   'search)' % (line, ' and '.join(reasons)))
+
+
+def _load(content, config, args, comm, label=''):
+    """Loads and checks one synthesis's images and maps (:func:`_maps`; rank 0 of ``comm``
+    says which were found), so that a missing, unreadable or ill-fitting one fails before
+    anything is written. Returns ``(inputs, (content_map, style_map))``."""
+    maps, line = _maps(content, config, args)
+    if line is not None and distributed.rank(comm) == 0:
+        _cli.say(label + line)
+    with distributed.agreement(comm):
+        inputs = load_inputs(content, args.style, content_map=maps[0], style_map=maps[1],
+                             preset=config)
+    return inputs, maps
+
+
+def _batch_contents(args, maps):
     """A batch's content images (each ``-c``, a folder's images in name order), checked to go
-    to distinct folders; ``None`` for one image, a texture or a doodle."""
+    to distinct folders; ``None`` for one image, a texture or a doodle. Where ``maps`` are
+    looked for beside the images, a folder's ``X_sem.png`` beside its ``X.jpg`` is a map, not an
+    image to stylise."""
     if not args.content or (len(args.content) == 1 and not os.path.isdir(args.content[0])):
         return None
     contents = []
@@ -273,6 +331,8 @@ def _batch_contents(args):
             found = sorted(os.path.join(source, name) for name in os.listdir(source)
                            if name.lower().endswith(IMAGE_EXTENSIONS) and
                            not name.startswith('.'))
+            if maps:
+                found = sorted(set(found) - {semantic.find_map(f) for f in found})
             if not found:
                 raise ValueError('content folder %s holds no image (%s)' % (
                     source, ', '.join(IMAGE_EXTENSIONS)))
@@ -294,16 +354,16 @@ def _stem(path):
     return os.path.splitext(os.path.basename(path))[0]
 
 
-def _synthesis(inputs, config, args, out_dir, gpu, comm, command, content, label=''):
+def _synthesis(inputs, maps, config, args, out_dir, gpu, comm, command, content, label=''):
     """One synthesis into ``out_dir``, written by the rank 0 of ``comm``; returns the exit
-    code: 0, or 128 + n after signal n (the last step's image saved)."""
+    code: 0, or 128 + n after signal n (the last step's image saved). ``maps``: the paths
+    ``(content_map, style_map)`` the inputs were loaded from, for ``settings.json``."""
     writer = comm is None or comm.rank == 0
     with distributed.agreement(comm):
         folder = outputs.RunFolder(out_dir, force=args.force) if writer else None
     with folder or contextlib.nullcontext():
         settings = outputs.settings(config, command=command, content=content, style=args.style,
-                                    content_map=args.content_map, style_map=args.style_map,
-                                    gpu=gpu)
+                                    content_map=maps[0], style_map=maps[1], gpu=gpu)
         reporter = _Reporter(folder, config.save_iter, settings, label)
         final = os.path.join(out_dir, 'out.png')
         try:
@@ -344,10 +404,9 @@ def _batch(contents, config, args, gpu, comm, command):
         label = '[%s] ' % _stem(content)
         out_dir = os.path.join(args.out_dir, _stem(content))
         try:
-            with distributed.agreement(sub):
-                inputs = load_inputs(content, args.style, style_map=args.style_map,
-                                     preset=config)
-            code = _synthesis(inputs, config, args, out_dir, gpu, sub, command, content, label)
+            inputs, maps = _load(content, config, args, sub, label)
+            code = _synthesis(inputs, maps, config, args, out_dir, gpu, sub, command, content,
+                              label)
         except _cli.USER_ERRORS as e:
             if distributed.size(sub) > 1 and not distributed.is_agreed(e):
                 raise  # the other ranks of the group would wait for this one

@@ -26,6 +26,39 @@ from chainer import backend
 
 from chainer_mrf import image
 
+MAP_SUFFIX = '_sem.png'
+"""What neural-doodle appends to an image's name, less its extension, to name its map:
+``Monet_sem.png`` beside ``Monet.jpg``."""
+
+
+def find_map(image_path, suffix=MAP_SUFFIX):
+    """The semantic map kept beside an image under neural-doodle's name, if there is one.
+
+    Nothing is read: the map is ``<the image's path without extension><suffix>`` where that is a
+    file. The library never looks for maps itself (:func:`chainer_mrf.synthesize` takes them
+    explicitly); the command line does, unless told not to.
+
+    Args:
+        image_path (str, os.PathLike or other): the image's path; anything else (a Pillow image,
+            an array) has no place beside which a map could be.
+        suffix (str): appended to the path without its extension. Default: :data:`MAP_SUFFIX`.
+
+    Returns:
+        str or None: the map's path, ``None`` where no such file exists.
+
+    Examples:
+        >>> find_map('samples/Monet.jpg')  # doctest: +SKIP
+        'samples/Monet_sem.png'
+        >>> find_map('/nonexistent/Monet.jpg') is None
+        True
+        >>> find_map(numpy.zeros((2, 2, 3), numpy.uint8)) is None
+        True
+    """
+    if not isinstance(image_path, (str, os.PathLike)):
+        return None
+    path = os.path.splitext(os.fsdecode(image_path))[0] + suffix
+    return path if os.path.isfile(path) else None
+
 
 def load_map(source):
     """Loads a semantic map.

@@ -32,6 +32,9 @@ MRF = ('cnnmrf', 'dsanno')
 BATCH = ('b.jpg', 'a.png', 'notes.txt', '.hidden.png')
 BATCH_IMAGES = (os.path.join('batch', 'a.png'), os.path.join('batch', 'b.jpg'))
 
+#: A content image with a map beside it, as neural-doodle names maps (the only one here).
+MAPPED, MAPPED_MAP = 'mapped.png', 'mapped_sem.png'
+
 Row = collections.namedtuple('Row', 'argv expected bases')
 
 
@@ -107,6 +110,11 @@ TABLE = [
     row('--style', 'second.jpg', style=[STYLE, 'second.jpg']),
     row('--content_map', 'doodle.png', content_map='doodle.png'),
     row('--style_map', 'sem.png', style_map=['sem.png']),
+    # the map beside the content is taken where the style side has one (not by gram's method)
+    row('-c', MAPPED, '--style_map', 'sem.png', bases=MRF, contents=(MAPPED,),
+        content_map=MAPPED_MAP, style_map=['sem.png']),
+    row('--no_auto_maps', '-c', MAPPED, '--style_map', 'sem.png', contents=(MAPPED,),
+        style_map=['sem.png']),
     row('-o', 'elsewhere', out_dirs=('elsewhere',)),
     row('--out_dir', os.path.join('a', 'b'), out_dirs=(os.path.join('a', 'b'),)),
     row('-g', '1', device=1),
@@ -162,6 +170,7 @@ def run(tmp_path, monkeypatch):
     (tmp_path / 'batch').mkdir()
     for name in BATCH:
         (tmp_path / 'batch' / name).write_bytes(b'')
+    (tmp_path / MAPPED_MAP).write_bytes(b'')
     monkeypatch.chdir(tmp_path)
 
     def run(*argv):
