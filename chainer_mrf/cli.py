@@ -92,7 +92,7 @@ _OPTIONS = [
      'drop patches whose best cosine is below this (none: keep all)'),
     (('--initial_image',), 'initial_image', str,
      "content, random, map (the content map painted in the style's colours) or an image path"),
-    (('--resolution_num', '--num_res'), 'resolution_num', int, 'number of resolutions, 1 to 3'),
+    (('--resolution_num', '--num_res'), 'resolution_num', int, 'number of resolutions, 1 to 4'),
     (('--memory_budget',), 'memory_budget', _bytes,
      'bytes for the matching scores at once (e.g. 256M)'),
     (('--memory_limit',), 'memory_limit', _optional(_bytes),
@@ -107,6 +107,9 @@ _OPTIONS = [
      "map the style's colour mean and covariance to the content's first"),
     (('--semantic_weight',), 'semantic_weight', float,
      'scale of the semantic maps in the matching'),
+    (('--match_normalisation',), 'match_normalisation', str,
+     "the matching normalises whole patches (patch) or each pixel's features and map "
+     "(pixel, neural-doodle's)"),
     (('--style_image_weights',), 'style_image_weights', _numbers(float),
      "factors on each style image's matching scores, one per -s (none: all 1)"),
 ]

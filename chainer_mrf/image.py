@@ -343,6 +343,8 @@ class Preprocessing:
 DSANNO = Preprocessing(scale=1.0, mean_bgr=(104.0, 117.0, 124.0))
 #: CNNMRF's ``preprocess`` (``mylib/helper.lua``): [0, 1] x 256, RGB->BGR, minus the means.
 CNNMRF = Preprocessing(scale=256.0 / 255.0, mean_bgr=(103.939, 116.779, 123.68))
+#: neural-doodle's ``Model.prepare_image`` (``doodle.py``): RGB->BGR, 0-255, minus the same means.
+DOODLE = Preprocessing(scale=1.0, mean_bgr=(103.939, 116.779, 123.68))
 
 
 def preprocess(rgb, preprocessing):
@@ -478,9 +480,20 @@ def cnnmrf_size(width, height, max_size=384):
     return _nonzero(new_width, width, height), _nonzero(new_height, width, height)
 
 
-SIZE_RULES = {'width': dsanno_size, 'max_size': cnnmrf_size}
-"""The sizing rules by name (a preset's ``size_rule``): dsanno's width rule and the authors'
-longer-side rule, each ``rule(width, height, side) -> (new_width, new_height)``."""
+def original_size(width, height, side=None):
+    """neural-doodle's size rule: every image keeps its own size (``side`` is not used).
+
+    Examples:
+        >>> original_size(512, 384)
+        (512, 384)
+    """
+    return _positive(width=width, height=height)
+
+
+SIZE_RULES = {'width': dsanno_size, 'max_size': cnnmrf_size, 'original': original_size}
+"""The sizing rules by name (a preset's ``size_rule``): dsanno's width rule, the authors'
+longer-side rule and neural-doodle's own sizes, each ``rule(width, height, side) ->
+(new_width, new_height)``."""
 
 
 def resize_pil(rgb, size, resample=Image.Resampling.BILINEAR):

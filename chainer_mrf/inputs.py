@@ -28,11 +28,16 @@ COLOUR_OPTIONS = ('keep_color', 'luminance_only', 'match_color_histogram')
 START_KEYWORDS = ('content', 'random', 'map')
 """The ``initial_image`` values that name a start rather than an image file."""
 
-NOISES = ('uniform', 'normal')
-"""The random starts: dsanno's uniform +-20 around the mean, the authors' 0.001 x randn."""
+NOISES = ('uniform', 'normal', 'pixels')
+"""The random starts: dsanno's uniform +-20 around the mean, the authors' 0.001 x randn,
+neural-doodle's pixels uniform in [16, 240]."""
 
-PREPROCESSINGS = {'dsanno': image_lib.DSANNO, 'cnnmrf': image_lib.CNNMRF}
-"""The network input spaces of the two originals, by the configuration's ``preprocessing``."""
+NOISE_PIXELS = (16, 240)
+"""The pixel range of the ``'pixels'`` start (neural-doodle's ``--seed-range``)."""
+
+PREPROCESSINGS = {'dsanno': image_lib.DSANNO, 'cnnmrf': image_lib.CNNMRF,
+                  'doodle': image_lib.DOODLE}
+"""The network input spaces of the originals, by the configuration's ``preprocessing``."""
 
 #: What :func:`load_inputs` returns: the content (or ``None``) and every style as ``uint8``
 #: RGB arrays, the content map (or ``None``) and one style map per style (or ``None``), each
@@ -251,20 +256,27 @@ def prepare(inputs, config):
                     preprocessing)
 
 
-def noise(shape, kind, rng):
+def noise(shape, kind, rng, preprocessing=image_lib.DSANNO):
     """A random start image of a level.
 
     Args:
         shape (tuple of int): the level's (H, W).
-        kind (str): one of :data:`NOISES`: ``'uniform'`` (dsanno: +-20 around the mean) or
-            ``'normal'`` (the authors: 0.001 x randn).
+        kind (str): one of :data:`NOISES`: ``'uniform'`` (dsanno: +-20 around the mean),
+            ``'normal'`` (the authors: 0.001 x randn) or ``'pixels'`` (neural-doodle: every
+            value uniform in :data:`NOISE_PIXELS`, as pixels).
         rng (numpy.random.RandomState): the generator.
+        preprocessing (chainer_mrf.image.Preprocessing): the network's input space, which
+            ``'pixels'`` maps its values into. Default: dsanno's.
 
     Returns:
         numpy.ndarray: float32, (1, 3, H, W), in the network's space.
     """
     if kind == 'uniform':
         return rng.uniform(-20, 20, size=(1, 3) + tuple(shape)).astype(numpy.float32)
+    if kind == 'pixels':
+        pixels = rng.uniform(*NOISE_PIXELS, size=(1, 3) + tuple(shape))
+        mean = numpy.array(preprocessing.mean_bgr).reshape(1, 3, 1, 1)
+        return (pixels * preprocessing.scale - mean).astype(numpy.float32)
     # Cast, then scaled in float32, as both originals round it (dsanno's
     # ``normal(...).astype(float32) * 0.001``, Torch's ``randn(...):float():mul(0.001)``).
     return (rng.standard_normal((1, 3) + tuple(shape)).astype(numpy.float32)
@@ -291,6 +303,6 @@ def _resize(rgb, size, config):
     """dsanno resizes 8-bit images with Pillow; the authors resize floats with Torch's rule
     (preprocessing is a per-channel affine map, so resizing after it is the same)."""
     preprocessing = PREPROCESSINGS[config.preprocessing]
-    if config.size_rule == 'width':
+    if config.size_rule != 'max_size':  # dsanno's rule, and neural-doodle's Pillow images
         return image_lib.preprocess(image_lib.resize_pil(rgb, size), preprocessing)
     return image_lib.resize_bilinear(image_lib.preprocess(rgb, preprocessing), size)

@@ -12,6 +12,8 @@ Every term returns a scalar :class:`chainer.Variable`; the total energy is their
   (``mrf_loss`` with ``coverage``, weight 1e-4), content weight 2e1 with the same mean form, and
   ``total_variation(..., variant='cnnmrf')`` with weight 1e-3. Each weight is the authors' number
   as written; the ``1/2`` their gradients imply is built into the loss.
+- neural-doodle (``doodle.py``): dsanno's mean forms (MRF weight 25, content 10) and its own
+  smoothness term, ``total_variation(..., variant='doodle')`` with weight 1.
 
 Neural style (Gatys et al. 2016), which the MRF method is defined against, replaces the MRF term by
 :func:`gram_loss` as dsanno's ``NeuralStyle`` computes it (docs/algorithm.md,
@@ -23,7 +25,7 @@ from chainer import backend
 from chainer import function_node
 from chainer.utils import type_check
 
-TV_VARIANTS = ('dsanno', 'cnnmrf')
+TV_VARIANTS = ('dsanno', 'cnnmrf', 'doodle')
 
 METHODS = ('mrf', 'gram')
 """The style terms: ``'mrf'`` (CNNMRF's, :mod:`chainer_mrf.mrf`) or ``'gram'`` (neural style's,
@@ -305,10 +307,19 @@ def total_variation(x, weight=1e-5, variant='dsanno'):
     and the last column's vertical differences are left out. Its gradient is the authors'
     update; their weight is 1e-3.
 
+    ``variant='doodle'`` (neural-doodle's ``total_variation_loss``, its smoothness 1)::
+
+        E = weight * mean_{c, i<H-1, j<W-1} ((x[i+1, j] - x[i, j])**2
+                                            + (x[i, j+1] - x[i, j])**2) ** 1.25
+
+    the same differences as ``'cnnmrf'``, each pixel's pair raised to the power 1.25 and
+    averaged over channels and pixels: closer to an edge-keeping total variation (power 1 of
+    the gradient's magnitude would be the L1 norm) than a squared smoothness.
+
     Args:
         x (chainer.Variable): the image, in the network's input space.
         weight (float): the term's weight. Default: ``1e-5`` (dsanno).
-        variant (str): ``'dsanno'`` or ``'cnnmrf'``. Default: ``'dsanno'``.
+        variant (str): ``'dsanno'``, ``'cnnmrf'`` or ``'doodle'``. Default: ``'dsanno'``.
 
     Returns:
         chainer.Variable: the scalar loss, of ``x``'s dtype.
@@ -323,6 +334,10 @@ def total_variation(x, weight=1e-5, variant='dsanno'):
     if variant not in TV_VARIANTS:
         raise ValueError('unknown total variation variant %r (expected one of: %s)'
                          % (variant, ', '.join(TV_VARIANTS)))
+    if variant == 'doodle':
+        # Chainer's functions: the power makes it no quadratic form for the node below.
+        dy, dx = _differences(x, slice(None, -1))
+        return weight * F.mean((dy * dy + dx * dx) ** 1.25)
     edge = slice(None, -1) if variant == 'cnnmrf' else slice(None)
     scale = 0.5 * weight if variant == 'cnnmrf' else weight
     return _TotalVariation(scale, edge).apply((x,))[0]

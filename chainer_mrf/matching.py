@@ -79,6 +79,9 @@ class PatchBank:
             the memory (the norms are taken before rounding; the matched targets of
             :meth:`take` are then the float16-rounded patches). Default: ``numpy.float32``.
         eps (float): the norm floor, > 0. Default: :data:`NORM_EPS`.
+        normalise (bool): score by the entries' norms; ``False`` scores plain dot products
+            (times the weights), for entries normalised beforehand in another way
+            (:func:`chainer_mrf.mrf.matching_features`). Default: ``True``.
 
     Raises:
         ValueError: if the patches are empty, not 2-D or of different lengths, ``weights``
@@ -90,7 +93,8 @@ class PatchBank:
         ``inverse_norms``: (S,) float32, ``weight / max(|s_j|, eps)``.
     """
 
-    def __init__(self, patches, *, weights=None, bank_dtype=numpy.float32, eps=NORM_EPS):
+    def __init__(self, patches, *, weights=None, bank_dtype=numpy.float32, eps=NORM_EPS,
+                 normalise=True):
         if numpy.dtype(bank_dtype).name not in BANK_DTYPES:
             raise ValueError('bank_dtype must be one of %s, got %s'
                              % (', '.join(BANK_DTYPES), numpy.dtype(bank_dtype)))
@@ -120,7 +124,8 @@ class PatchBank:
         start = 0
         for part, weight in zip(parts, weights):
             part = part.astype(numpy.float32, copy=False)
-            inverse_norms = ops.inverse_norms(part, self.eps)
+            inverse_norms = (ops.inverse_norms(part, self.eps) if normalise
+                             else xp.ones(len(part), numpy.float32))
             if weight != 1:
                 inverse_norms *= numpy.float32(weight)
             self.inverse_norms[start:start + len(part)] = inverse_norms

@@ -323,13 +323,15 @@ def _level(config, arch, shape, styles, steps, content, map_channels, gpu, previ
     itemsize = numpy.dtype(config.bank_dtype).itemsize
     image_size = 3 * pixels
     coverage = config.overlap == 'average'
+    # The 'pixel' normalisation: the queries' columns, and each bank entry's pixel norms.
+    pixel = config.match_normalisation == 'pixel'
     patch_bytes = working = 0
     for bank in banks:
         # The synthesised patches and their matched targets, kept for the backward pass; the
         # coverage of the authors' overlap rule and the content map's columns, kept for the
         # level.
         patch_bytes += FLOAT * bank.count * ((2 + coverage) * bank.feature_dim
-                                             + (bank.dim if map_channels else 0))
+                                             + (bank.dim if map_channels or pixel else 0))
         # The energy's difference (and its quotient by the coverage), or its gradient.
         working = max(working, FLOAT * bank.count * bank.feature_dim * (1 + coverage))
     if config.keep_color:
@@ -345,7 +347,8 @@ def _level(config, arch, shape, styles, steps, content, map_channels, gpu, previ
     optimizer = _optimizer_bytes(config, image_size, steps, gpu)
     for shares in _shares(banks, shards):
         held = [stop - start for start, stop in shares]
-        bank_bytes = [n * (bank.dim * itemsize + FLOAT) for n, bank in zip(held, banks)]
+        bank_bytes = [n * (bank.dim * itemsize + FLOAT * (1 + pixel * config.patch_size ** 2))
+                      for n, bank in zip(held, banks)]
         # Building the banks: first the network's passes over the style copies, whose features
         # are kept where the rank holds some of their patches (mrf.mrf_terms), then bank i is
         # filled beside its float32 parts (before that, a rank cuts its share out of the
@@ -443,6 +446,10 @@ def _optimizer_bytes(config, size, steps, gpu):
     if config.optimizer == 'adam':
         return FLOAT * size * 2  # the two moments
     pairs = config.lbfgs_history
+    if config.optimizer == 'lbfgsb':
+        # SciPy's float64 work arrays (2 m n + 5 n), its iterate, gradient and bounds, the
+        # last accepted iterate, and the float32 exchange copies.
+        return 8 * size * (2 * pairs + 5 + 6) + FLOAT * size * 2
     if not gpu:
         # The history's rows are zeros until a pair is written, and n steps write n - 1 pairs
         # at most: on the CPU, zero pages never written take no memory.
@@ -500,6 +507,8 @@ def _fitting_size(config, inputs, fits):
             return config.replace(size=(max(1, round(width * side / longer)),
                                         max(1, round(height * side / longer))))
         start, name = longer, 'size'
+    elif config.size_rule == 'original':
+        return None  # the images' own sizes: no option to shrink them by
     else:
         name = 'width' if config.size_rule == 'width' else 'max_size'
         start = getattr(config, name)

@@ -1,7 +1,8 @@
 """The MRF term E_s of CNNMRF (Li & Wand 2016; docs/algorithm.md, "MRF term"), one layer at a time.
 
 Every k x k patch Ψ_i of the synthesised feature map is matched to the style patch with the
-highest normalised cross-correlation and pulled toward it:
+highest normalised cross-correlation (the originals normalise whole patches; neural-doodle each
+pixel's feature vector: :data:`NORMALISATIONS`) and pulled toward it:
 
     E_s = Σ_i |Ψ_i(x) − Ψ_NN(i)(x_s)|²     (the preset fixes the scale and the overlap rule)
 
@@ -13,11 +14,20 @@ layer with one network pass per style copy. Calling a term on a feature map extr
 patches, matches them (:class:`NearestPatches`), drops the unconfident ones, and returns
 :func:`chainer_mrf.losses.mrf_loss`.
 """
+import math
+
 import chainer
 import numpy
 from chainer import function_node
 
 from chainer_mrf import distributed, losses, matching, patches, semantic, style_copies
+
+NORMALISATIONS = ('patch', 'pixel')
+"""What the matching's cross-correlation normalises (:func:`matching_features`): ``'patch'``
+(dsanno and the authors: the whole patch, features and map columns together) or ``'pixel'``
+(neural-doodle: each pixel's feature vector to norm 1 and its map vector to norm
+sqrt(semantic_weight), and no further normalisation: a patch's score is the sum over its
+pixels of the features' cosine plus ``semantic_weight`` times the map's)."""
 
 OVERLAPS = ('sum', 'average')
 """How a feature pixel's gradient combines the patches covering it: ``'sum'`` (dsanno: the mean
@@ -47,11 +57,12 @@ class NearestPatches(function_node.FunctionNode):
         self.bank = bank
         self.memory_budget = memory_budget
         self.cosine = cosine
+        self.indices = None
 
     def forward(self, inputs):
         queries, = inputs
-        _, scores, targets = self.bank.nearest(queries, memory_budget=self.memory_budget,
-                                               cosine=self.cosine)
+        self.indices, scores, targets = self.bank.nearest(
+            queries, memory_budget=self.memory_budget, cosine=self.cosine)
         return targets, scores
 
     def backward(self, indexes, grad_outputs):
@@ -75,11 +86,15 @@ class MRFTerm:
         confidence_threshold (float or None): a patch whose best cosine is below this gets no
             gradient and leaves the coverage count (the authors' rule); ``None`` keeps every
             patch. Default: ``None``.
-        content_map (array or None): the content's semantic map at this layer's size, scaled
-            by the semantic weight, (1, N, H, W) on the bank's device: its patches are appended
-            to the synthesised ones for the matching. Default: ``None``.
+        content_map (array or None): the content's semantic map at this layer's size as the
+            matching sees it (:func:`map_columns`), (1, N, H, W) on the bank's device: its
+            patches are appended to the synthesised ones for the matching. Default: ``None``.
         memory_budget (int): bytes of working memory for the matching's scores. Default:
             :data:`chainer_mrf.matching.DEFAULT_MEMORY_BUDGET`.
+        pixel_norms (array or None): for a bank of the ``'pixel'`` normalisation
+            (:func:`matching_features`), the norm of each pixel of each bank entry, (S, k * k),
+            which turn a matched entry back into the style's features; the queries are then
+            normalised likewise. ``None`` for the ``'patch'`` normalisation. Default: ``None``.
 
     Raises:
         ValueError: the feature map is smaller than a patch, ``overlap`` is unknown, or the
@@ -96,7 +111,7 @@ class MRFTerm:
 
     def __init__(self, bank, feature_shape, *, layer='relu3_2', weight=0.2, patch_size=3,
                  stride=1, overlap='sum', confidence_threshold=None, content_map=None,
-                 memory_budget=matching.DEFAULT_MEMORY_BUDGET):
+                 memory_budget=matching.DEFAULT_MEMORY_BUDGET, pixel_norms=None):
         if overlap not in OVERLAPS:
             raise ValueError('overlap must be one of %s, got %r' % (', '.join(OVERLAPS), overlap))
         channels, height, width = feature_shape
@@ -104,19 +119,20 @@ class MRFTerm:
         self.bank = bank
         self.weight = weight
         self.patch_size = patch_size
-        self.grid = dict(rows=patches.grid_starts(height, patch_size, stride),
-                         cols=patches.grid_starts(width, patch_size, stride))
+        self.grid = _grid((height, width), patch_size, stride)
         self.confidence_threshold = confidence_threshold
         self.memory_budget = memory_budget
         self.dim = channels * patch_size ** 2
+        self.pixel_norms = pixel_norms
         xp = bank.xp
         empty = xp.zeros((1, channels, height, width), numpy.float32)
         self.coverage = self._coverage(empty) if overlap == 'average' else None
-        # With a content map, the queries are the synthesised patches' columns (overwritten at
-        # every step) then the map's (filled once).
-        self.queries = (None if content_map is None else
-                        patches.extract_patches_array(xp.concatenate([empty, content_map], 1),
-                                                      patch_size, **self.grid))
+        # With a content map, or normalised pixels, the queries are the synthesised patches'
+        # columns as matched (overwritten at every step) then the map's (filled once).
+        if content_map is not None:
+            empty = xp.concatenate([empty, content_map], 1)
+        self.queries = (None if content_map is None and pixel_norms is None else
+                        patches.extract_patches_array(empty, patch_size, **self.grid))
         queries_dim = self.dim if self.queries is None else self.queries.shape[1]
         if bank.dim != queries_dim:
             raise ValueError('the style bank holds patches of length %d, but the synthesised '
@@ -131,14 +147,23 @@ class MRFTerm:
         """The layer's energy for the synthesised feature map ``feature`` (1, C, H, W)."""
         synthesised = patches.extract_patches(feature, self.patch_size, **self.grid)
         queries = synthesised.array
-        if self.queries is not None:
+        if self.pixel_norms is not None:
+            self.queries[:, :self.dim] = patches.extract_patches_array(
+                matching_features(feature, normalisation='pixel'), self.patch_size, **self.grid)
+            queries = self.queries
+        elif self.queries is not None:
             self.queries[:, :self.dim] = synthesised.array
             queries = self.queries
         threshold = self.confidence_threshold
-        matched, scores = NearestPatches(self.bank, self.memory_budget,
-                                         cosine=threshold is not None).apply((queries,))
+        nearest = NearestPatches(self.bank, self.memory_budget, cosine=threshold is not None)
+        matched, scores = nearest.apply((queries,))
         # The map columns steered the matching; the energy compares the features only.
         matched = matched.array[:, :self.dim]
+        if self.pixel_norms is not None:
+            # The bank holds unit pixels: its entries' own norms make them features again.
+            count = len(matched)
+            matched = (matched.reshape(count, -1, self.patch_size ** 2)
+                       * self.pixel_norms[nearest.indices][:, None, :]).reshape(count, -1)
         coverage = self.coverage
         if threshold is not None:
             keep = scores.array >= threshold
@@ -158,7 +183,8 @@ class MRFTerm:
 
 def style_bank(features, *, layer='relu3_2', patch_size=3, stride=1, maps=None,
                semantic_weight=1e4, weights=None, bank_dtype='float32', comm=None,
-               queries=None, memory_budget=matching.DEFAULT_MEMORY_BUDGET):
+               queries=None, memory_budget=matching.DEFAULT_MEMORY_BUDGET,
+               normalisation='patch'):
     """The style patches of one layer: every patch on the sample grid of every feature map.
 
     Args:
@@ -173,6 +199,8 @@ def style_bank(features, *, layer='relu3_2', patch_size=3, stride=1, maps=None,
             H_i, W_i), appended (scaled by ``semantic_weight``) to the features; ``None`` for
             none. Default: ``None``.
         semantic_weight (float): the maps' scale. Default: 1e4.
+        normalisation (str): one of :data:`NORMALISATIONS`: the bank holds
+            :func:`matching_features`. Default: ``'patch'``.
         weights (list of float or None): each feature map's factor on its matching scores
             (:class:`chainer_mrf.matching.PatchBank`); ``None``: all 1. Default: ``None``.
         bank_dtype (str): one of :data:`chainer_mrf.matching.BANK_DTYPES`. Default:
@@ -194,8 +222,7 @@ def style_bank(features, *, layer='relu3_2', patch_size=3, stride=1, maps=None,
     grids = []
     for feature in features:
         height, width = check_fits(feature.shape[2:], patch_size, 'style', layer)
-        grids.append(dict(rows=patches.grid_starts(height, patch_size, stride),
-                          cols=patches.grid_starts(width, patch_size, stride)))
+        grids.append(_grid((height, width), patch_size, stride))
     weights = [1.0] * len(features) if weights is None else list(weights)
     sharded = distributed.size(comm) > 1
     if sharded:
@@ -210,8 +237,8 @@ def style_bank(features, *, layer='relu3_2', patch_size=3, stride=1, maps=None,
             low, high = held[i]
             if low >= high:
                 continue
-        if maps is not None:
-            feature = semantic.append_map(feature, maps[i], semantic_weight)
+        feature = matching_features(feature, None if maps is None else maps[i],
+                                    semantic_weight, normalisation)
         part = patches.extract_patches_array(feature, patch_size, **grid)
         if sharded and (low, high) != (0, counts[i]):
             # A copy, so the whole map's patches go now; in their layout, which sets the
@@ -219,8 +246,8 @@ def style_bank(features, *, layer='relu3_2', patch_size=3, stride=1, maps=None,
             part = part[low:high].copy(order='K')
         parts.append(part)
         kept.append(weights[i])
-    local = (matching.PatchBank(parts, weights=kept, bank_dtype=numpy.dtype(bank_dtype))
-             if parts else None)
+    local = (matching.PatchBank(parts, weights=kept, bank_dtype=numpy.dtype(bank_dtype),
+                                normalise=normalisation == 'patch') if parts else None)
     if not sharded:
         return local
     return distributed.ShardedBank(local, start, sum(counts), dim, chunk, comm,
@@ -254,7 +281,8 @@ def mrf_terms(vgg, styles, feature_shapes, config, *, style_maps=None, content_m
             ``style_layers``, ``style_weight``, ``patch_size``, ``sample_stride``,
             ``synthesis_stride``, ``overlap``, ``confidence_threshold``, ``num_rotation``,
             ``num_scale``, ``rotation_step``, ``scale_step``, ``semantic_weight``,
-            ``style_image_weights``, ``bank_dtype`` and ``memory_budget``.
+            ``match_normalisation``, ``style_image_weights``, ``bank_dtype`` and
+            ``memory_budget``.
         style_maps (list or None): the full-size semantic map of each style image, (1, N, h,
             w) on the device, or ``None``. Default: ``None``.
         content_map (array or None): the full-size content map, on the device (it is
@@ -266,9 +294,13 @@ def mrf_terms(vgg, styles, feature_shapes, config, *, style_maps=None, content_m
         list of MRFTerm: one per style layer, in ``config.style_layers`` order.
 
     Raises:
-        ValueError: a style or synthesised feature map is smaller than a patch.
+        ValueError: a style or synthesised feature map is smaller than a patch, or the
+            ``'pixel'`` normalisation under a communicator of several ranks.
     """
     layers = config.style_layers
+    pixel = config.match_normalisation == 'pixel'
+    if pixel and distributed.size(comm) > 1:
+        raise ValueError(PIXEL_SHARDS)
     for name in layers:  # before the style's features are computed, which takes longer
         check_fits(feature_shapes[name][1:], config.patch_size, 'synthesised', name)
     queries = {name: patches.grid_count(feature_shapes[name][1:], config.patch_size,
@@ -304,22 +336,105 @@ def mrf_terms(vgg, styles, feature_shapes, config, *, style_maps=None, content_m
                            else config.style_image_weights[index])
     terms = []
     for name, weight in zip(layers, config.per_layer_weights()):
-        bank = style_bank(features.pop(name), layer=name, patch_size=config.patch_size,
+        layer_features = features.pop(name)
+        pixel_norms = None
+        if pixel:
+            pixel_norms = xp.concatenate([patches.extract_patches_array(
+                _pixel_norms(f), config.patch_size, **_grid(f.shape[2:], config.patch_size,
+                                                            config.sample_stride))
+                for f in layer_features])
+        bank = style_bank(layer_features, layer=name, patch_size=config.patch_size,
                           stride=config.sample_stride,
                           maps=None if maps is None else maps.pop(name),
                           semantic_weight=config.semantic_weight, weights=weights,
                           bank_dtype=config.bank_dtype, comm=comm, queries=queries[name],
-                          memory_budget=config.memory_budget)
+                          memory_budget=config.memory_budget,
+                          normalisation=config.match_normalisation)
+        del layer_features
         layer_map = None
         if content_map is not None:
-            layer_map = semantic.downsample_map(content_map, feature_shapes[name][1:]) \
-                * numpy.float32(config.semantic_weight)
+            layer_map = map_columns(
+                semantic.downsample_map(content_map, feature_shapes[name][1:]),
+                config.semantic_weight, config.match_normalisation)
         terms.append(MRFTerm(bank, feature_shapes[name], layer=name, weight=weight,
                              patch_size=config.patch_size, stride=config.synthesis_stride,
                              overlap=config.overlap,
                              confidence_threshold=config.confidence_threshold,
-                             content_map=layer_map, memory_budget=config.memory_budget))
+                             content_map=layer_map, memory_budget=config.memory_budget,
+                             pixel_norms=pixel_norms))
     return terms
+
+
+PIXEL_SHARDS = ("match_normalisation 'pixel' (the doodle preset) does not shard its banks over "
+                "MPI ranks: run it in one process, or use match_normalisation 'patch'")
+
+
+def matching_features(features, semantic_map=None, semantic_weight=1e4, normalisation='patch'):
+    """A feature map as the matching compares it: the features, then the map's columns.
+
+    With ``'patch'`` the features as they are and ``semantic_weight`` x the map
+    (:func:`chainer_mrf.semantic.append_map`); the matching then normalises whole patches. With
+    ``'pixel'`` (neural-doodle's ``normalize_components``) each pixel's feature vector divided
+    by its norm and the map as :func:`map_columns` gives it; the bank of these scores plain
+    dot products (:class:`chainer_mrf.matching.PatchBank` with ``normalise=False``), a sum of
+    per-pixel cosines. A pixel whose features are all zero (common after a ReLU) stays zero and
+    adds nothing to a score, where neural-doodle divides 0 by 0 and the NaN spoils the patch's
+    scores.
+
+    Args:
+        features (chainer.Variable or array): the feature map, NumPy or CuPy.
+        semantic_map (array or None): its map at its size, or ``None``. Default: ``None``.
+        semantic_weight (float): the map's weight, > 0. Default: 1e4.
+        normalisation (str): one of :data:`NORMALISATIONS`. Default: ``'patch'``.
+
+    Returns:
+        array: float32, the features' array itself with ``'patch'`` and no map.
+
+    Shape:
+        features: (1, C, H, W). semantic_map: (1, N, H, W). Output: (1, C + N, H, W).
+
+    Examples:
+        >>> pixel = numpy.array([[[[3.]], [[4.]]]], numpy.float32)
+        >>> matching_features(pixel, normalisation='pixel').ravel().tolist()
+        [0.6000000238418579, 0.800000011920929]
+    """
+    features = chainer.as_array(features)
+    if normalisation == 'pixel':
+        features = features / _pixel_norms(features)
+    if semantic_map is None:
+        return features
+    if normalisation == 'pixel':
+        return semantic.append_map(features, map_columns(semantic_map, semantic_weight,
+                                                         normalisation), 1.0)
+    return semantic.append_map(features, semantic_map, semantic_weight)
+
+
+def map_columns(semantic_map, semantic_weight, normalisation='patch'):
+    """A semantic map as the matching appends it to the features: ``semantic_weight`` x the map
+    (``'patch'``), or each pixel's map vector scaled to norm sqrt(``semantic_weight``)
+    (``'pixel'``, where a pixel's features have norm 1: neural-doodle's weighting).
+
+    Shape:
+        semantic_map: (1, N, H, W). Output: (1, N, H, W), float32.
+    """
+    if normalisation == 'pixel':
+        return semantic_map * (numpy.float32(math.sqrt(semantic_weight))
+                               / _pixel_norms(semantic_map))
+    return semantic_map * numpy.float32(semantic_weight)
+
+
+def _pixel_norms(array):
+    """Each pixel's norm over the channels, (1, 1, H, W), raised to the matching's epsilon."""
+    xp = chainer.backend.get_array_module(array)
+    norms = xp.sqrt((array * array).sum(axis=1, keepdims=True, dtype=numpy.float32))
+    return xp.maximum(norms, numpy.float32(matching.NORM_EPS))
+
+
+def _grid(shape, patch_size, stride):
+    """The patch grid of a feature map of (H, W) ``shape``, as ``extract_patches`` takes it."""
+    height, width = shape
+    return dict(rows=patches.grid_starts(height, patch_size, stride),
+                cols=patches.grid_starts(width, patch_size, stride))
 
 
 def _copy_layers(vgg, styles, config, queries, channels, comm):

@@ -9,12 +9,18 @@ and the same stopping tests in the same order (:data:`STOPS`). The caller stops 
 level's number of updates, which is mylbfgs's ``maxIter``.
 
 Adam needs nothing here: :class:`chainer.optimizers.Adam` has the same ``setup``/``update``
-interface as :class:`LBFGS`.
+interface as :class:`LBFGS`. :class:`LBFGSB` runs SciPy's L-BFGS-B, neural-doodle's optimiser
+(line searches, bounds on the pixels), behind the same interface.
 """
+import queue
+import threading
+import weakref
+
 import chainer
 from chainer import backend
 from chainer import optimizer
 import numpy
+import scipy.optimize
 
 PAIRS = ('difference', 'step')
 """The curvature pair's s: ``'difference'`` x_t - x_{t-1} (dsanno), ``'step'`` the step as added
@@ -25,8 +31,10 @@ STOPS = {
     'step': "the previous step's L1 norm is at most tolerance_x (sum |t d| <= tolerance_x)",
     'energy': 'the energy changed by less than tolerance_x (|f - f_old| < tolerance_x)',
     'direction': 'the L-BFGS direction does not descend (g.d > -tolerance_x)',
+    'converged': "SciPy's L-BFGS-B ended on its own (no further progress along its search)",
 }
-"""Why an :class:`LBFGS` stopped (its :attr:`LBFGS.stopped`): a one-line explanation of each."""
+"""Why an :class:`LBFGS` or an :class:`LBFGSB` stopped (their ``stopped``): a one-line
+explanation of each."""
 
 _default_hyperparam = optimizer.Hyperparameter()
 _default_hyperparam.lr = 1.0
@@ -422,12 +430,152 @@ class LBFGS(optimizer.GradientMethod):
                 rule._pending = None
 
 
-OPTIMIZERS = ('lbfgs', 'adam')
+class _Stop(Exception):
+    """Ends SciPy's minimisation from inside its objective: the level's steps are spent."""
+
+
+class LBFGSB:
+    """SciPy's L-BFGS-B (``scipy.optimize.minimize(method='L-BFGS-B')``), neural-doodle's
+    optimiser, one energy evaluation per :meth:`update`.
+
+    SciPy drives its own loop and calls the objective; the synthesis drives the steps and
+    reports each. So SciPy runs in a thread of its own whose objective hands each point it
+    asks for to :meth:`update` and waits for the energy and gradient there: each update answers
+    the point the parameter holds and moves the parameter to the next point SciPy asks for.
+    Every step is then one evaluation, as neural-doodle counts them (``maxfun``); line-search
+    trials are steps too. SciPy computes in float64 on the CPU; the energy is evaluated at the
+    float32 point (on the parameter's device), as neural-doodle evaluates it.
+
+    The level ends after its steps (:meth:`finish` hands back the last iterate SciPy accepted,
+    what ``fmin_l_bfgs_b`` returns) or when SciPy stops on its own (:attr:`stopped` is
+    ``'converged'``): its tolerances are 0, as neural-doodle's ``factr`` and ``pgtol``.
+
+    Args:
+        history_size (int): the pairs kept (``maxcor``, neural-doodle's ``m``). Default: 5.
+        lower (tuple of float): each channel's lowest value (broadcast over the image);
+            neural-doodle's bounds are the pixels' [0, 255]. Default: ``(-inf,)``.
+        upper (tuple of float): each channel's highest value. Default: ``(inf,)``.
+
+    Examples:
+        >>> optimizer = LBFGSB(lower=(-104.0, -117.0, -124.0), upper=(151.0, 138.0, 131.0))
+        >>> optimizer.setup(target)  # doctest: +SKIP
+    """
+
+    def __init__(self, history_size=5, lower=(-numpy.inf,), upper=(numpy.inf,)):
+        if not (isinstance(history_size, int) and history_size >= 1):
+            raise ValueError('history_size must be an integer >= 1, got %r' % (history_size,))
+        self.history_size = history_size
+        self.lower, self.upper = lower, upper
+        self.target = None
+        self.stopped = None
+        self._thread = None
+
+    def setup(self, target):
+        """Starts a level on ``target``'s one parameter, moved into the bounds first (so that
+        SciPy's first point is the parameter as it is)."""
+        self.finish()
+        param, = target.params()
+        self.target = target
+        self.stopped = None
+        shape = (1, -1) + (1,) * (param.array.ndim - 2)
+        xp = backend.get_array_module(param.array)
+        lower = xp.asarray(self.lower, numpy.float32).reshape(shape)
+        upper = xp.asarray(self.upper, numpy.float32).reshape(shape)
+        xp.clip(param.array, lower, upper, out=param.array)
+        return self
+
+    def update(self, energy):
+        """Answers SciPy's point (the parameter) with ``energy`` and the parameter's gradient,
+        then moves the parameter to the next point SciPy asks for.
+
+        Args:
+            energy (float): the energy at the parameter.
+        """
+        param, = self.target.params()
+        if self._thread is None:
+            self._start(param)
+        self._replies.put((float(energy), _host(param.grad).astype(numpy.float64).ravel()))
+        kind, value = self._requests.get()
+        if kind == 'error':
+            self._thread = None
+            raise value
+        if kind == 'done':
+            self._thread = None
+            self.stopped = 'converged'
+        param.array[...] = param.device.send(value.reshape(param.shape).astype(numpy.float32))
+
+    def finish(self):
+        """Ends the level: stops SciPy's thread, and puts its last accepted iterate (or the
+        start, before SciPy accepted one) in the parameter."""
+        if self._thread is not None:
+            self._replies.put(None)
+            self._thread.join()
+            self._thread = None
+            param, = self.target.params()
+            param.array[...] = param.device.send(
+                self._accepted[0].reshape(param.shape).astype(numpy.float32))
+
+    def _start(self, param):
+        x0 = _host(param.array).astype(numpy.float64).ravel()
+        channels = param.shape[1]
+        lower = numpy.broadcast_to(numpy.asarray(self.lower, numpy.float64).reshape(1, -1, 1),
+                                   (1, channels, x0.size // channels)).ravel()
+        upper = numpy.broadcast_to(numpy.asarray(self.upper, numpy.float64).reshape(1, -1, 1),
+                                   (1, channels, x0.size // channels)).ravel()
+        self._requests, self._replies = queue.Queue(), queue.Queue()
+        self._accepted = [x0]
+        self._thread = threading.Thread(
+            target=_minimise, daemon=True, name='chainer-mrf L-BFGS-B',
+            args=(x0, lower, upper, self.history_size, self._requests, self._replies,
+                  self._accepted))
+        self._thread.start()
+        # An optimiser dropped in mid-level (an error, an interrupt) lets its thread go.
+        weakref.finalize(self, self._replies.put, None)
+        kind, value = self._requests.get()  # SciPy's first point: the parameter itself
+        if kind == 'error':
+            raise value
+
+
+def _minimise(x0, lower, upper, history_size, requests, replies, accepted):
+    """SciPy's L-BFGS-B in its thread, asking ``requests`` for each evaluation."""
+    def evaluate(x):
+        requests.put(('evaluate', x.copy()))
+        reply = replies.get()
+        if reply is None:
+            raise _Stop
+        return reply
+
+    def accept(xk):
+        accepted[:] = [numpy.array(xk)]  # the last only: finish() needs no more
+
+    try:
+        result = scipy.optimize.minimize(
+            evaluate, x0, jac=True, method='L-BFGS-B',
+            bounds=scipy.optimize.Bounds(lower, upper),
+            callback=accept,
+            options=dict(maxcor=history_size, ftol=0.0, gtol=0.0, maxfun=2 ** 31 - 1,
+                         maxiter=2 ** 31 - 1))
+    except _Stop:
+        return
+    except BaseException as error:  # handed to the caller's thread, raised there
+        requests.put(('error', error))
+        return
+    accept(result.x)
+    requests.put(('done', result.x))
+
+
+def _host(array):
+    """A NumPy array of ``array`` (a copy from a GPU)."""
+    return chainer.backend.CpuDevice().send(array)
+
+
+OPTIMIZERS = ('lbfgs', 'adam', 'lbfgsb')
 """The optimisers :func:`create` makes."""
 
 
 def create(name='lbfgs', *, lr=1.0, history_size=10, ys_floor=1e-5, scale_first_step=False,
-           pair='difference', tolerance_x=None, tolerance_fun=None):
+           pair='difference', tolerance_x=None, tolerance_fun=None, lower=(-numpy.inf,),
+           upper=(numpy.inf,)):
     """An optimiser of the image by name.
 
     The authors' L-BFGS is ``create('lbfgs', history_size=25, ys_floor=0.0,
@@ -447,15 +595,21 @@ def create(name='lbfgs', *, lr=1.0, history_size=10, ys_floor=1e-5, scale_first_
             ``'direction'``), None for none. Default: ``None``.
         tolerance_fun (float or None): L-BFGS's ``tolFun`` (test ``'gradient'``), None for
             none. Default: ``None``.
+        lower (tuple of float): ``'lbfgsb'`` only (:class:`LBFGSB`, which also takes
+            ``history_size``): each channel's lowest value. Default: ``(-inf,)``.
+        upper (tuple of float): ``'lbfgsb'`` only: each channel's highest value. Default:
+            ``(inf,)``.
 
     Returns:
-        chainer.Optimizer: not yet set up.
+        chainer.Optimizer or LBFGSB: not yet set up.
 
     Raises:
         ValueError: for an unknown name, or an L-BFGS argument :class:`LBFGS` rejects.
     """
     if name == 'adam':
         return chainer.optimizers.Adam(alpha=lr)
+    if name == 'lbfgsb':
+        return LBFGSB(history_size, lower, upper)
     if name != 'lbfgs':
         raise ValueError('optimizer must be one of %s, got %r' % (', '.join(OPTIMIZERS), name))
     return LBFGS(lr=lr, history_size=history_size, ys_floor=ys_floor,

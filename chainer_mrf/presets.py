@@ -36,6 +36,7 @@ CHOICES = {
     'tv_variant': losses.TV_VARIANTS,
     'noise': inputs.NOISES,
     'bank_dtype': matching.BANK_DTYPES,
+    'match_normalisation': mrf.NORMALISATIONS,
 }
 
 
@@ -53,8 +54,8 @@ def short_name(name):
 @dataclasses.dataclass(frozen=True)
 class Preset:
     """The options of one synthesis. Field defaults are dsanno's ``run_mrf.py``; :data:`CNNMRF`
-    holds the authors' ``run_trans.lua`` / ``run_syn.lua``, and :data:`GRAM` dsanno's neural style
-    (``run.py --method gram``).
+    holds the authors' ``run_trans.lua`` / ``run_syn.lua``, :data:`DOODLE` neural-doodle's
+    ``doodle.py`` and :data:`GRAM` dsanno's neural style (``run.py --method gram``).
 
     Fields that name a strategy say how the two originals differ; the numbers in brackets are
     the authors' values where they differ from dsanno's. A number may be given as a NumPy
@@ -71,11 +72,13 @@ class Preset:
         model (str or os.PathLike or None): weights file; ``None`` takes
             ``models/<arch>.npz``. Default: ``None``.
         pooling (str): ``'max'`` or ``'average'``. Default: ``'max'``.
-        preprocessing (str): ``'dsanno'`` (0-255, mean (104, 117, 124)) or ``'cnnmrf'``
-            ([0, 1] x 256, mean (103.939, 116.779, 123.68)). Default: ``'dsanno'``.
+        preprocessing (str): ``'dsanno'`` (0-255, mean (104, 117, 124)), ``'cnnmrf'``
+            ([0, 1] x 256, mean (103.939, 116.779, 123.68)) or ``'doodle'`` (0-255, the same
+            means). Default: ``'dsanno'``.
         size_rule (str): ``'width'`` (content and style resized to ``width``, heights following
-            the aspect ratio, with Pillow's bilinear filter) or ``'max_size'`` (longer side
-            ``max_size``, Torch's bilinear rule). Default: ``'width'`` [``'max_size'``].
+            the aspect ratio, with Pillow's bilinear filter), ``'max_size'`` (longer side
+            ``max_size``, Torch's bilinear rule) or ``'original'`` (every image at its own
+            size, neural-doodle's). Default: ``'width'`` [``'max_size'``].
         width (int): the width of the ``'width'`` rule (dsanno's ``-w``). Default: 256.
         max_size (int): the longer side of the ``'max_size'`` rule. Default: 384.
         texture_style_scale (float): in texture synthesis (no content), the style image is
@@ -86,13 +89,16 @@ class Preset:
             narrower than 64 pixels skipped, results doubled by repetition) or ``'resize'``
             (levels of size ceil(size / s), bilinear resizes, results resized bilinearly).
             Default: ``'subsample'`` [``'resize'``].
-        resolution_num (int): pyramid levels, 1 to 3. Default: 3.
+        resolution_num (int): pyramid levels, 1 to 4 (factors 8, 4, 2, 1, the last ones
+            taken). Default: 3.
         iterations (int or tuple of int): optimiser steps per level; a tuple gives one value
             per level, coarsest first. Default: 100.
         save_iter (int): the command line saves an image every this many steps, counted
             across levels. Default: 10.
-        optimizer (str): ``'lbfgs'`` (fixed step, no line search) or ``'adam'``. Default:
-            ``'lbfgs'``.
+        optimizer (str): ``'lbfgs'`` (fixed step, no line search), ``'adam'`` or
+            ``'lbfgsb'`` (SciPy's L-BFGS-B with line searches, every pixel kept in [0, 255],
+            ``lbfgs_history`` pairs; each step is one evaluation of the energy; neural-doodle's:
+            :class:`chainer_mrf.optimizers.LBFGSB`). Default: ``'lbfgs'``.
         lr (float): L-BFGS step or Adam's alpha. Default: 1.0.
         lbfgs_history (int): L-BFGS pairs kept. Default: 10 [25].
         lbfgs_ys_floor (float): y's floor in L-BFGS's rho. Default: 1e-5 [0].
@@ -120,9 +126,10 @@ class Preset:
             (the authors: summed, then divided by the number of patches). Default: ``'sum'``
             [``'average'``].
         tv_weight (float): weight of the regulariser. Default: 1e-5 [1e-3].
-        tv_variant (str): ``'dsanno'`` (every neighbour pair) or ``'cnnmrf'`` (1/2, the
-            top-left (H-1) x (W-1) block, as Torch's TVLoss). Default: ``'dsanno'``
-            [``'cnnmrf'``].
+        tv_variant (str): ``'dsanno'`` (every neighbour pair), ``'cnnmrf'`` (1/2, the
+            top-left (H-1) x (W-1) block, as Torch's TVLoss) or ``'doodle'`` (the same block,
+            each pixel's squared differences to the power 1.25, averaged:
+            :func:`chainer_mrf.losses.total_variation`). Default: ``'dsanno'`` [``'cnnmrf'``].
         patch_size (int): side of the MRF patches. Default: 3.
         sample_stride (int): grid step of the style patches (last row and column always
             included). Default: 1 [2].
@@ -142,8 +149,9 @@ class Preset:
             :func:`chainer_mrf.semantic.paint_map`) or the path of an image. Without a
             content image, ``'content'`` means ``'map'`` for a doodle and ``'random'`` for a
             texture. Default: ``'content'``.
-        noise (str): the random start: ``'uniform'`` (+-20 around the mean) or ``'normal'``
-            (0.001 x standard normal). Default: ``'uniform'`` [``'normal'``].
+        noise (str): the random start: ``'uniform'`` (+-20 around the mean), ``'normal'``
+            (0.001 x standard normal) or ``'pixels'`` (pixels uniform in [16, 240],
+            neural-doodle's). Default: ``'uniform'`` [``'normal'``].
         memory_budget (int): bytes the patch-matching scores may take at once. Default:
             256 MiB.
         memory_limit (int or None): the most bytes the synthesis may need at its peak, as
@@ -172,8 +180,14 @@ class Preset:
             one full map channel has norm 3 x weight. At the default, 1e4, a patch keeps to its
             own region in all but rare cases; half of it lets the features cross regions where
             they match much better (richer texture, looser layout), much more makes each region
-            strict and its texture flatter (docs/usage.md). Used only with maps.
-            Default: 1e4.
+            strict and its texture flatter (docs/usage.md). Under the ``'pixel'``
+            normalisation the map's per-pixel cosine counts this many times the features'
+            (neural-doodle's meaning: 10 there). Used only with maps. Default: 1e4.
+        match_normalisation (str): what the matching's cross-correlation normalises:
+            ``'patch'`` (whole patches, features and map together: dsanno and the authors) or
+            ``'pixel'`` (each pixel's features and its map separately, neural-doodle's:
+            :func:`chainer_mrf.mrf.matching_features`; not over several MPI ranks).
+            Default: ``'patch'``.
         style_image_weights (tuple of float or None): with several style images, one factor
             per image multiplying the matching scores of that image's patches (a synthesised
             patch takes the patch with the highest weighted normalised cross-correlation);
@@ -228,6 +242,7 @@ class Preset:
     luminance_only: bool = False
     match_color_histogram: bool = False
     semantic_weight: float = 1e4
+    match_normalisation: str = 'patch'
     style_image_weights: typing.Optional[typing.Tuple[float, ...]] = None
 
     def __post_init__(self):
@@ -279,8 +294,9 @@ class Preset:
             _check_int(field, getattr(self, field), low=1)
         for field in ('num_rotation', 'num_scale'):
             _check_int(field, getattr(self, field), low=0)
-        if self.resolution_num not in (1, 2, 3):
-            raise ValueError('resolution_num must be 1, 2 or 3, got %r' % (self.resolution_num,))
+        if self.resolution_num not in pyramid.LEVEL_COUNTS:
+            raise ValueError('resolution_num must be 1, 2, 3 or 4, got %r'
+                             % (self.resolution_num,))
         if isinstance(self.iterations, tuple):
             if len(self.iterations) != self.resolution_num:
                 raise ValueError('iterations has %d values for %d levels (give one value, or '
@@ -380,6 +396,18 @@ CNNMRF = Preset(
     confidence_threshold=0.0, noise='normal', lbfgs_pair='step', lbfgs_tolerance_x=0.0,
     lbfgs_tolerance_fun=0.0)
 
+#: neural-doodle (alexjc/neural-doodle ``doodle.py``, its defaults; ``docs/algorithm.md``,
+#: "The doodle preset"): its layers, weights, smoothness term, noise start, average pooling,
+#: float16 bank and L-BFGS-B with 5 pairs over 3 phases of 100 evaluations, every image at its
+#: own size, the matching normalised pixel by pixel with the map's weight 10.
+DOODLE = Preset(
+    name='doodle', arch='auto', pooling='average', preprocessing='doodle',
+    size_rule='original', pyramid='resize', resolution_num=3, iterations=100,
+    optimizer='lbfgsb', lbfgs_history=5, content_layers=('relu4_2',), content_weight=10.0,
+    style_layers=('relu3_1', 'relu4_1'), style_weight=25.0, tv_weight=1.0,
+    tv_variant='doodle', initial_image='random', noise='pixels', bank_dtype='float16',
+    semantic_weight=10.0, match_normalisation='pixel')
+
 #: dsanno's neural style (chainer-neural-style ``run.py --method gram``, ``NeuralStyle``): the
 #: Gram term at relu1_2, relu2_2, relu3_3 and relu4_3, content at relu3_3 and relu4_3, one level
 #: of 2000 steps from 0.001 x randn, the same L-BFGS as dsanno's MRF.
@@ -392,6 +420,7 @@ GRAM = Preset(
 PRESETS = {
     'dsanno': Preset(),
     'cnnmrf': CNNMRF,
+    'doodle': DOODLE,
     'gram': GRAM,
 }
 

@@ -1,6 +1,6 @@
 """Coarse-to-fine levels: which levels, the level images, and carrying a result up a level.
 
-A level is named by its factor f (4, 2, 1 for three levels, coarse first): its images are about
+A level is named by its factor f (4, 2, 1 for three levels, 8, 4, 2, 1 for four; coarse first): its images are about
 1/f of the full size. Each original builds them its own way, and a preset names one class:
 
 - :class:`SubsamplePyramid` (dsanno): a level is the plain subsample ``x[..., ::f, ::f]`` of the
@@ -18,14 +18,22 @@ from chainer import backend
 from chainer_mrf import image
 
 
+FACTORS = (8, 4, 2, 1)
+"""The levels' factors, coarse first: ``resolution_num`` levels take the last ones (the
+originals offer 1 to 3 levels; neural-doodle's ``--phases=4`` takes the fourth)."""
+
+LEVEL_COUNTS = tuple(range(1, len(FACTORS) + 1))
+"""The allowed ``resolution_num`` values."""
+
+
 @dataclasses.dataclass(frozen=True)
 class _Pyramid:
     levels: int = 3
     min_width: int = 1
 
     def __post_init__(self):
-        if self.levels not in (1, 2, 3):
-            raise ValueError('resolution_num must be 1, 2 or 3, got %r' % (self.levels,))
+        if self.levels not in LEVEL_COUNTS:
+            raise ValueError('resolution_num must be 1, 2, 3 or 4, got %r' % (self.levels,))
 
     def factors(self, width):
         """The factors of the levels kept for an image ``width`` pixels wide, coarse first.
@@ -33,7 +41,7 @@ class _Pyramid:
         Raises:
             ValueError: if no level is at least ``min_width`` wide.
         """
-        kept = [f for f in (4, 2, 1)[-self.levels:] if width // f >= self.min_width]
+        kept = [f for f in FACTORS[-self.levels:] if width // f >= self.min_width]
         if not kept:
             raise ValueError('image width %d is too small: the finest level must be at least '
                              '%d pixels wide' % (width, self.min_width))
@@ -49,7 +57,7 @@ class SubsamplePyramid(_Pyramid):
     """dsanno's pyramid: subsampling by ``[4, 2, 1][-levels:]``; see the module docstring.
 
     Args:
-        levels (int): number of resolutions, 1 to 3. Default: 3.
+        levels (int): number of resolutions, 1 to 4. Default: 3.
         min_width (int): narrowest level kept, in pixels. Default: 64.
 
     Examples:
@@ -77,7 +85,7 @@ class ResizePyramid(_Pyramid):
     """The authors' pyramid: bilinear resizes to ceil(size / f); see the module docstring.
 
     Args:
-        levels (int): number of resolutions, 1 to 3. Default: 3.
+        levels (int): number of resolutions, 1 to 4. Default: 3.
 
     Examples:
         >>> ResizePyramid(3).factors(384)

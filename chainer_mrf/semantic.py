@@ -181,8 +181,8 @@ def resize_map(semantic_map, size, size_rule='width'):
     Args:
         semantic_map (numpy.ndarray): the map, values in [0, 1].
         size (tuple of int): ``(width, height)`` of the result.
-        size_rule (str): the preset's ``size_rule``, ``'width'`` or ``'max_size'``. Default:
-            ``'width'``.
+        size_rule (str): the preset's ``size_rule``, ``'width'``, ``'max_size'`` or
+            ``'original'`` (as ``'width'``). Default: ``'width'``.
 
     Returns:
         numpy.ndarray: the float32 map at ``size``.
@@ -195,7 +195,7 @@ def resize_map(semantic_map, size, size_rule='width'):
     """
     if size_rule == 'max_size':
         return image.resize_bilinear(semantic_map, size)
-    if size_rule != 'width':
+    if size_rule not in ('width', 'original'):  # Pillow's images, as inputs resizes them
         raise ValueError('size_rule must be one of %s, got %r'
                          % (', '.join(image.SIZE_RULES), size_rule))
     channels = semantic_map.shape[1]

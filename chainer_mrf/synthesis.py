@@ -191,6 +191,8 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
     if comm is not None and not all(hasattr(comm, name) for name in communicator):
         raise TypeError('comm must be a ChainerMN communicator (chainer_mrf.distributed.'
                         'create_communicator()), got %r' % (comm,))
+    if config.match_normalisation == 'pixel' and distributed.size(comm) > 1:
+        raise ValueError(mrf.PIXEL_SHARDS)  # before any work
     if inputs is None:
         if style is None:
             raise ValueError('a style image is needed (or loaded inputs)')
@@ -217,12 +219,17 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
         levels = pyramid.PYRAMIDS[config.pyramid](config.resolution_num)
         factors = levels.factors(prepared.shape[1])
         rng = numpy.random.RandomState(config.seed)
+        pixels = prepared.preprocessing
         optimizer = optimizers.create(config.optimizer, lr=config.lr,
                                       history_size=config.lbfgs_history,
                                       ys_floor=config.lbfgs_ys_floor,
                                       scale_first_step=config.lbfgs_scale_first_step,
                                       pair=config.lbfgs_pair, tolerance_x=config.lbfgs_tolerance_x,
-                                      tolerance_fun=config.lbfgs_tolerance_fun)
+                                      tolerance_fun=config.lbfgs_tolerance_fun,
+                                      # L-BFGS-B keeps every pixel in [0, 255]
+                                      lower=tuple(-m for m in pixels.mean_bgr),
+                                      upper=tuple(255 * pixels.scale - m
+                                                  for m in pixels.mean_bgr))
         # The maps are full-size at every level: each layer's map is area-averaged from them.
         content_map = None if prepared.content_map is None else dev.send(prepared.content_map)
         style_maps = (None if prepared.style_maps is None
@@ -238,7 +245,7 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
                 # A copy: the optimiser updates x in place, and a level may be a view of the start.
                 x = dev.send(levels.level(prepared.start, factor)).copy()
             else:
-                x = dev.send(inputs_lib.noise(shape, config.noise, rng))
+                x = dev.send(inputs_lib.noise(shape, config.noise, rng, pixels))
             content_x = (None if prepared.content is None
                          else dev.send(levels.level(prepared.content, factor)))
             styles = [dev.send(levels.level(s, factor)) for s in prepared.styles]
@@ -265,7 +272,7 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
                                         level_iteration, started=finite is not None)
                     # The image before the update: what a divergence error hands back.
                     finite = target.x.array.copy(), chroma
-                    if isinstance(optimizer, optimizers.LBFGS):
+                    if isinstance(optimizer, (optimizers.LBFGS, optimizers.LBFGSB)):
                         optimizer.update(energy=sum(values.values()))
                     else:
                         optimizer.update()
@@ -281,6 +288,8 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
                                   stop))
                 if stop:
                     break
+            if isinstance(optimizer, optimizers.LBFGSB):
+                optimizer.finish()  # its last accepted iterate, not an untried point
             x = target.x.array
         return _rgb(x, chroma, prepared.preprocessing)
 

@@ -26,7 +26,8 @@ ON = dataclasses.replace(presets.PRESETS['dsanno'], name='on', keep_color=True,
                          confidence_threshold=0.5, memory_limit=1 << 30)
 BASES = {**presets.PRESETS, 'on': ON}
 REAL = tuple(sorted(presets.PRESETS))
-MRF = ('cnnmrf', 'dsanno')
+MRF = ('cnnmrf', 'doodle', 'dsanno')
+PATCH = ('cnnmrf', 'dsanno', 'gram', 'on')  # the presets of the originals' normalisation
 
 #: A content folder's files, and the images a batch takes from it (in name order).
 BATCH = ('b.jpg', 'a.png', 'notes.txt', '.hidden.png')
@@ -83,7 +84,10 @@ TABLE = [
     row('--memory_budget', '1.5GiB', memory_budget=3 << 29),
     row('--memory_limit', '8G', memory_limit=8 << 30),
     row('--memory_limit', 'none', bases=('on',), memory_limit=None),
-    row('--bank_dtype', 'float16', bank_dtype='float16'),
+    row('--bank_dtype', 'float16', bases=PATCH, bank_dtype='float16'),
+    row('--bank_dtype', 'float32', bases=('doodle',), bank_dtype='float32'),
+    row('--match_normalisation', 'pixel', bases=PATCH, match_normalisation='pixel'),
+    row('--match_normalisation', 'patch', bases=('doodle',), match_normalisation='patch'),
     row('--seed', '7', seed=7),
     row('--keep_color', keep_color=True),
     row('--no-keep_color', bases=('on',), keep_color=False),

@@ -614,7 +614,7 @@ def test_authors_state_round_trips_through_a_serializer(tmp_path):
 
 
 def test_stops_are_explained():
-    assert set(STOPS) == {'gradient', 'step', 'energy', 'direction'}
+    assert set(STOPS) == {'gradient', 'step', 'energy', 'direction', 'converged'}
     assert all(isinstance(text, str) and '\n' not in text and text for text in STOPS.values())
     assert PAIRS == ('difference', 'step')
 

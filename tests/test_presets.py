@@ -39,7 +39,8 @@ def test_layer_shorthand():
     ({'size': (10,)}, r'size must be \(width, height\)'),
     ({'bank_dtype': 'float64'}, 'bank_dtype must be one of float32, float16'),
     ({'overlap': 'max'}, 'overlap must be one of sum, average'),
-    ({'resolution_num': 4}, 'resolution_num must be 1, 2 or 3'),
+    ({'resolution_num': 5}, 'resolution_num must be 1, 2, 3 or 4'),
+    ({'match_normalisation': 'channel'}, 'match_normalisation must be one of patch, pixel'),
     ({'style_weight': -1.0}, 'style_weight must be a finite number'),
     ({'tv_weight': float('nan')}, 'tv_weight must be a finite number'),
     ({'lr': 0}, 'lr must be a finite number > 0'),
@@ -97,6 +98,31 @@ def test_cnnmrf_defaults_are_the_authors():
     assert (p.noise, p.texture_style_scale) == ('normal', 0.5)
 
 
+def test_doodle_defaults_are_neural_doodles():
+    """alexjc/neural-doodle doodle.py (b2fac92): its argparse defaults, its Model and its
+    fmin_l_bfgs_b call, as far as they are options here (docs/algorithm.md, "The doodle
+    preset")."""
+    p = presets.get_preset('doodle')
+    # --content-layers 4_2 --content-weight 10, --style-layers 3_1,4_1 --style-weight 25
+    assert (p.content_layers, p.content_weight) == (('relu4_2',), 10.0)
+    assert (p.style_layers, p.style_weight, p.overlap) == (('relu3_1', 'relu4_1'), 25.0, 'sum')
+    # --semantic-weight 10, normalize_components: each pixel's features and map apart
+    assert (p.semantic_weight, p.match_normalisation) == (10.0, 'pixel')
+    # --phases 3 --iterations 100; scale 1 / 2 ** (phases - 1 - i): resized levels
+    assert (p.resolution_num, p.iterations, p.pyramid) == (3, 100, 'resize')
+    # --smoothness 1; --seed noise --seed-range 16:240, at the first phase only
+    assert (p.tv_weight, p.tv_variant) == (1.0, 'doodle')
+    assert (p.initial_image, p.noise) == ('random', 'pixels')
+    # fmin_l_bfgs_b(..., m=5, bounds (0, 255)); --save-every 10
+    assert (p.optimizer, p.lbfgs_history, p.save_iter) == ('lbfgsb', 5, 10)
+    # VGG19 (VGG16 where it is not converted), average_exc_pad pooling, pixel_mean
+    assert (p.arch, p.pooling, p.preprocessing) == ('auto', 'average', 'doodle')
+    # the images at their own sizes; the style patches stored as float16; 3 x 3, stride 1
+    assert (p.size_rule, p.bank_dtype, p.patch_size) == ('original', 'float16', 3)
+    assert (p.sample_stride, p.synthesis_stride, p.num_rotation, p.num_scale) == (1, 1, 0, 0)
+    assert p.confidence_threshold is None  # it drops no patch
+
+
 def test_per_level_and_per_layer_values():
     p = presets.get_preset('cnnmrf').replace(iterations=[30, 20, 10], style_weight=[1e-4, 2e-4])
     assert p.per_level(3) == [30, 20, 10]
@@ -151,7 +177,10 @@ def test_colour_and_map_defaults_and_image_weights():
     for name in presets.PRESETS:
         p = presets.get_preset(name)
         assert (p.keep_color, p.luminance_only, p.match_color_histogram) == (False,) * 3
-        assert p.semantic_weight == 1e4 and p.style_image_weights is None
+        assert p.style_image_weights is None
+        # The originals' maps are in the features' units; neural-doodle's weighs cosines.
+        assert (p.semantic_weight, p.match_normalisation) == (
+            (10.0, 'pixel') if name == 'doodle' else (1e4, 'patch'))
     p = presets.get_preset('dsanno')
     assert p.replace(style_image_weights=[1, 0.5]).style_image_weights == (1, 0.5)
     # The command line parses one value as a number.
