@@ -10,11 +10,11 @@ with ``reuse`` it loads a finished run (:func:`load_run`) instead of running it 
 figures it also writes the measurements of ``paper/comparison.py`` and ``paper/balance.py``.
 
 The doodle's two semantic maps and its start image are not in the data folder: :func:`draw_maps`
-makes them into ``<out>/maps/``, the style's map by clustering the colours of ``picasso.jpg``,
-the doodle by drawing shapes, the start by painting the doodle with the painting's colours
-(:func:`chainer_mrf.semantic.paint_map`, what a doodle starts from by default, here at the
-doodle's full size so that the sheet can show it); a run names them by their paths there
-(:data:`DRAWN_MAPS`).
+makes them into ``<out>/maps/``: the style's map and the doodle by drawing shapes placed by hand
+(:data:`PICASSO_TRACE`, traced from the painting, and :data:`DOODLE`), the start by painting the
+doodle with the painting's colours (:func:`chainer_mrf.semantic.paint_map`, what a doodle starts
+from by default, here at the doodle's full size so that the sheet can show it); a run names
+them by their paths there (:data:`DRAWN_MAPS`).
 
 This module is not part of the library (``chainer_mrf`` holds the method; this folder, beside
 ``scripts/``, the paper's figure set) and is not installed with it: the script and
@@ -31,7 +31,7 @@ import time
 import typing
 
 import numpy
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 from chainer_mrf import _cli, _io, image, presets, semantic, synthesize
 
@@ -182,7 +182,7 @@ FIGURES = (
         Run('colour_' + name, name, *_PORTRAIT, preset='dsanno', options={**_OURS, name: True})
         for name in ('keep_color', 'luminance_only', 'match_color_histogram'))),
     Figure('doodle', 'A neural doodle: a drawn map painted with picasso.jpg and its '
-                     'clustered colours as the style map, dsanno preset, width 192',
+                     'hand-traced map, dsanno preset, width 192',
            (Run('doodle', 'ours, from the painted map', None, 'style/picasso.jpg',
                 preset='dsanno', options=_OURS, content_map=DRAWN_MAPS[1],
                 style_map=DRAWN_MAPS[0], start=DRAWN_MAPS[2]),
@@ -251,22 +251,68 @@ def _paths(value):
     return list(value) if isinstance(value, tuple) else [value]
 
 
-#: The colours of picasso.jpg's three clusters, in the order of their labels: its orange
-#: background, its light face and shirt, its dark hair and outlines (k-means starts here).
-_PICASSO_CENTRES = ((200, 120, 40), (225, 200, 150), (60, 45, 35))
-#: The label colours of the maps: saturated and apart, since the matching compares a map's
-#: colours by their direction (see docs/usage.md).
-_LABEL_COLOURS = numpy.array([[255, 0, 0], [255, 255, 0], [0, 0, 255]], numpy.uint8)
+#: The labels of the drawn maps and their colours: saturated and apart, since the matching
+#: compares a map's colours by their direction (see docs/usage.md).
+LABELS = {'background': (255, 0, 0), 'skin': (255, 255, 0), 'hair': (0, 0, 255),
+          'eyes': (0, 255, 0), 'mouth': (255, 0, 255), 'shirt': (0, 255, 255)}
+
+#: picasso.jpg's regions, traced by hand from the painting over a 10-pixel grid, in its 300 x
+#: 384 pixels: label, ``'polygon'`` (its points) or ``'ellipse'`` (its bounding box's corners),
+#: drawn in this order over the background.
+PICASSO_TRACE = (
+    ('shirt', 'polygon', ((0, 290), (30, 270), (60, 248), (85, 232), (100, 245), (130, 282),
+                          (185, 300), (225, 285), (240, 262), (270, 283), (300, 300),
+                          (300, 384), (0, 384))),
+    ('skin', 'polygon', ((198, 42), (222, 68), (248, 100), (256, 118), (252, 160), (247, 200),
+                         (238, 240), (230, 265), (215, 288), (185, 300), (150, 292),
+                         (125, 275), (105, 250), (95, 225), (92, 200), (75, 198), (62, 178),
+                         (58, 140), (62, 122), (80, 112), (150, 105))),
+    ('hair', 'polygon', ((48, 50), (60, 28), (85, 12), (120, 4), (160, 4), (190, 14),
+                         (205, 35), (195, 50), (175, 80), (158, 108), (140, 114), (120, 124),
+                         (105, 130), (95, 118), (70, 115), (58, 128), (45, 100))),
+    ('eyes', 'ellipse', ((116, 124), (174, 158))),
+    ('eyes', 'ellipse', ((193, 118), (248, 158))),
+    ('mouth', 'ellipse', ((152, 242), (222, 262))),
+)
+
+#: The doodle, drawn likewise on 300 x 384 pixels: another sitter than the painting's, facing
+#: us, with long hair down the left shoulder, a fringe, a neck and a smile. Its eyes are about
+#: the painting's size, so that the style's eye patches fit them.
+DOODLE = (
+    ('shirt', 'polygon', ((0, 384), (0, 320), (50, 290), (110, 278), (190, 278), (250, 290),
+                          (300, 320), (300, 384))),
+    ('hair', 'polygon', ((60, 110), (80, 55), (130, 25), (190, 25), (240, 60), (262, 120),
+                         (258, 190), (240, 240), (200, 250), (95, 300), (50, 330), (40, 250),
+                         (45, 170))),
+    ('skin', 'polygon', ((140, 240), (200, 240), (205, 300), (170, 320), (135, 300))),
+    ('skin', 'ellipse', ((85, 70), (245, 275))),
+    ('hair', 'polygon', ((85, 140), (100, 80), (150, 50), (210, 55), (245, 100), (250, 150),
+                         (215, 105), (170, 95), (130, 110))),
+    ('eyes', 'ellipse', ((105, 145), (158, 178))),
+    ('eyes', 'ellipse', ((175, 145), (228, 178))),
+    ('mouth', 'polygon', ((130, 232), (160, 244), (190, 242), (212, 228), (198, 254),
+                          (165, 260), (142, 252))),
+)
+
+
+def draw_labels(shapes, size):
+    """Draws ``shapes`` (as :data:`PICASSO_TRACE`, laid out on 300 x 384 pixels) scaled to
+    ``size`` (width, height), in the colours of :data:`LABELS`; returns uint8 (H, W, 3)."""
+    names = list(LABELS)
+    labels = Image.new('L', size, names.index('background'))
+    draw = ImageDraw.Draw(labels)
+    for label, shape, points in shapes:
+        getattr(draw, shape)([(x * size[0] / 300, y * size[1] / 384) for x, y in points],
+                             fill=names.index(label))
+    return numpy.array(list(LABELS.values()), numpy.uint8)[numpy.asarray(labels)]
 
 
 def draw_maps(data_dir, out_dir):
     """Draws the doodle's maps and start image into ``<out_dir>/maps/`` (:data:`DRAWN_MAPS`).
 
-    - ``picasso_sem.png``: ``style/picasso.jpg``'s pixels in three k-means clusters (20
-      rounds from :data:`_PICASSO_CENTRES`), smoothed by an 11-pixel mode filter, painted red
-      (background), yellow (face and shirt) and blue (hair and outlines).
-    - ``doodle_map.png``: a 300 x 384 portrait in the same colours: red background, a yellow
-      head, neck and shoulders, a blue cap of hair, eyes and mouth.
+    - ``picasso_sem.png``: ``style/picasso.jpg``'s map, traced by hand (:data:`PICASSO_TRACE`,
+      at the image's size).
+    - ``doodle_map.png``: the doodle (:data:`DOODLE`), 300 x 384, in the same labels.
     - ``doodle_start.png``: the doodle painted with picasso.jpg's colours through the style
       map (:func:`chainer_mrf.semantic.paint_map`).
 
@@ -274,28 +320,10 @@ def draw_maps(data_dir, out_dir):
         list: the three paths.
     """
     rgb = image.load_image(os.path.join(data_dir, 'style', 'picasso.jpg'))
-    pixels = rgb.reshape(-1, 3).astype(numpy.float64)
-    centres = numpy.array(_PICASSO_CENTRES, numpy.float64)
-    for _ in range(20):
-        labels = ((pixels[:, None] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
-        # An empty cluster keeps its centre.
-        centres = numpy.array([pixels[labels == k].mean(axis=0) if (labels == k).any()
-                               else centres[k] for k in range(len(centres))])
-    smooth = Image.fromarray(labels.reshape(rgb.shape[:2]).astype(numpy.uint8)).filter(
-        ImageFilter.ModeFilter(11))
-    doodle = Image.new('L', (300, 384), 0)  # drawn in labels: 0 background, 1 light, 2 dark
-    draw = ImageDraw.Draw(doodle)
-    draw.polygon([(20, 384), (60, 300), (240, 300), (280, 384)], fill=1)  # shoulders
-    draw.rectangle([125, 250, 175, 310], fill=1)  # neck
-    draw.ellipse([80, 70, 220, 270], fill=1)  # head
-    draw.pieslice([72, 40, 228, 200], 180, 360, fill=2)  # hair
-    draw.ellipse([110, 150, 140, 170], fill=2)  # eyes
-    draw.ellipse([160, 150, 190, 170], fill=2)
-    draw.line([(125, 225), (175, 225)], fill=2, width=6)  # mouth
+    style_map = draw_labels(PICASSO_TRACE, (rgb.shape[1], rgb.shape[0]))
+    doodle_map = draw_labels(DOODLE, (300, 384))
     os.makedirs(os.path.join(out_dir, 'maps'), exist_ok=True)
     paths = [os.path.join(out_dir, name) for name in DRAWN_MAPS]
-    doodle = numpy.asarray(doodle)
-    style_map, doodle_map = _LABEL_COLOURS[numpy.asarray(smooth)], _LABEL_COLOURS[doodle]
     image.save_image(paths[0], style_map)
     image.save_image(paths[1], doodle_map)
     painted = semantic.paint_map(semantic.load_map(doodle_map), [rgb.transpose(2, 0, 1)[None]],
@@ -318,7 +346,7 @@ def required_files(figures=FIGURES):
         files += [path for path, _ in figure.references]
     if any(path in DRAWN_MAPS for figure in figures for run in figure.runs
            for path, _ in run.inputs()):
-        files.append('style/picasso.jpg')  # draw_maps clusters it
+        files.append('style/picasso.jpg')  # draw_maps paints the start from it
     return sorted(set(files))
 
 

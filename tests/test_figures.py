@@ -69,12 +69,12 @@ def test_every_figure_at_a_tiny_size(data, tmp_path, vgg16_path):
     settings = json.loads((out / 'two_styles_weighted' / 'settings.json').read_text())
     assert settings['style'] == ['style/picasso.jpg', 'style/2.jpg']
     assert settings['style_image_weights'] == [0.75, 1.0]
-    # The drawn maps: three label colours each, the style's of the style's size.
+    # The drawn maps: a colour per label at most, the style's of the style's size.
     for name, size in (('picasso_sem.png', (80, 80)), ('doodle_map.png', (384, 300)),
                        ('doodle_start.png', (384, 300))):
         drawn = image.load_image(str(out / 'maps' / name))
         assert drawn.shape[:2] == size
-        assert len(numpy.unique(drawn.reshape(-1, 3), axis=0)) <= 3
+        assert len(numpy.unique(drawn.reshape(-1, 3), axis=0)) <= len(figures.LABELS)
     # The doc's copies: palette PNGs of the results and of the drawn maps.
     written = figures.export(str(out), str(tmp_path / 'docs'),
                              [f for f in figures.FIGURES if f.name == 'doodle'])
@@ -90,6 +90,45 @@ def test_every_figure_at_a_tiny_size(data, tmp_path, vgg16_path):
     for name, rows in (('photo_cartoon', 2), ('neural_style', 2), ('balance', 3)):
         sheet = image.load_image(str(out / 'sheets' / (name + '.png')))
         assert sheet.shape[0] == 18 + 8 + rows * (256 + 18 + 8), name
+
+
+#: Points of picasso.jpg (x, y in its 300 x 384 pixels) and the region each lies in.
+PICASSO_POINTS = (((20, 20), 'background'), ((275, 200), 'background'), ((200, 80), 'skin'),
+                  ((80, 160), 'skin'), ((185, 200), 'skin'), ((110, 50), 'hair'),
+                  ((147, 142), 'eyes'), ((220, 140), 'eyes'), ((187, 252), 'mouth'),
+                  ((150, 350), 'shirt'), ((20, 340), 'shirt'))
+#: The share of picasso.jpg each region covers, at least and at most.
+PICASSO_SHARES = {'background': (0.25, 0.4), 'skin': (0.18, 0.3), 'hair': (0.09, 0.17),
+                  'eyes': (0.02, 0.04), 'mouth': (0.005, 0.015), 'shirt': (0.22, 0.35)}
+
+
+def test_the_style_map_is_traced_by_hand(tmp_path):
+    # A flat grey painting of half the size: the map must not come from its colours, and is
+    # scaled to its size.
+    (tmp_path / 'style').mkdir()
+    image.save_image(str(tmp_path / 'style' / 'picasso.jpg'),
+                     numpy.full((192, 150, 3), 128, numpy.uint8))
+    paths = figures.draw_maps(str(tmp_path), str(tmp_path / 'out'))
+    drawn, doodle = (image.load_image(path) for path in paths[:2])
+    assert drawn.shape == (192, 150, 3) and doodle.shape == (384, 300, 3)
+    colours = {name: numpy.array(colour) for name, colour in figures.LABELS.items()}
+    for (x, y), name in PICASSO_POINTS:
+        assert (drawn[y // 2, x // 2] == colours[name]).all(), (x, y, name)
+    for name, (least, most) in PICASSO_SHARES.items():
+        assert least <= (drawn == colours[name]).all(axis=2).mean() <= most, name
+        assert (doodle == colours[name]).all(axis=2).mean() >= 0.005, name
+
+
+def test_the_traced_regions_hold_what_they_name(data_dir):
+    painting = image.load_image(os.path.join(data_dir, 'style', 'picasso.jpg')).astype(float)
+    drawn = figures.draw_labels(figures.PICASSO_TRACE, painting.shape[1::-1])
+    mean = {name: painting[(drawn == colour).all(axis=2)].mean(axis=0)
+            for name, colour in figures.LABELS.items()}
+    assert mean['hair'].mean() < 0.5 * mean['skin'].mean()  # dark brown hair, light face
+    assert mean['eyes'].mean() < 0.9 * mean['skin'].mean()  # dark pupils and outlines
+    red, _, blue = mean['background']
+    assert blue < 0.3 * red  # an orange ground
+    assert mean['shirt'][2] > 3 * blue  # a pale shirt
 
 
 def test_missing_data_is_one_line_naming_the_files(tmp_path):
