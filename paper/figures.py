@@ -544,19 +544,30 @@ def export(out_dir, target_dir, figures=FIGURES, colours=256):
     os.makedirs(target_dir, exist_ok=True)
     written = []
     for name, source in sources.items():
-        small = Image.fromarray(image.load_image(source)).quantize(
-            colours, method=Image.Quantize.MEDIANCUT, kmeans=5, dither=Image.Dither.NONE)
         written.append(os.path.join(target_dir, name))
-        # Kept as a palette image: that, not the colour count, is what makes the file small.
-        with _io.atomic_path(written[-1]) as temporary:
-            small.save(temporary, format='PNG', optimize=True)
+        save_small(source, written[-1], colours)
     return written
+
+
+def save_small(source, path, colours=256):
+    """Writes the image file ``source`` to ``path`` as a PNG of ``colours`` colours
+    (:func:`export`'s palette)."""
+    small = Image.fromarray(image.load_image(source)).quantize(
+        colours, method=Image.Quantize.MEDIANCUT, kmeans=5, dither=Image.Dither.NONE)
+    # Kept as a palette image: that, not the colour count, is what makes the file small.
+    with _io.atomic_path(path) as temporary:
+        small.save(temporary, format='PNG', optimize=True)
+
+
+#: The ``--only`` name of neural-doodle's showcases (:mod:`paper.doodles`).
+SHOWCASES = 'showcases'
 
 
 def main(argv=None):
     """``scripts/reproduce_figures.py``: returns the exit code."""
-    default_data = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                os.pardir, 'shared', 'data', 'cnnmrf')
+    shared = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          os.pardir, 'shared', 'data')
+    default_data = os.path.join(shared, 'cnnmrf')
     parser = _cli.ArgumentParser(
         prog='reproduce_figures.py',
         description="Regenerates the CNNMRF paper's figures and comparison sheets.")
@@ -564,8 +575,12 @@ def main(argv=None):
                         help='the CNNMRF data folder (default: %(default)s)')
     parser.add_argument('--out', default='out/figures', help='output folder (default: '
                                                              '%(default)s)')
-    parser.add_argument('--only', nargs='+', choices=[f.name for f in FIGURES],
-                        help='regenerate only these figures')
+    parser.add_argument('--doodle_data', default=os.path.normpath(os.path.join(
+        shared, 'neural-doodle')), help="neural-doodle's data folder, for the showcases "
+                                         "(default: %(default)s)")
+    parser.add_argument('--only', nargs='+', choices=[f.name for f in FIGURES] + [SHOWCASES],
+                        help='regenerate only these figures (%s: neural-doodle\'s showcases)'
+                             % SHOWCASES)
     parser.add_argument('-g', '--gpu', type=int, default=-1, help='GPU id (default: -1, CPU)')
     parser.add_argument('--max_size', type=int, help='override the longer side (quick looks)')
     parser.add_argument('--iterations', type=int, help='override the steps per level')
@@ -577,10 +592,15 @@ def main(argv=None):
                         help='also write each result (and drawn map) into DIR as a small '
                              '256-colour PNG, e.g. docs/figures')
     args = parser.parse_args(argv)
-    if not os.path.isdir(args.data):
-        raise FileNotFoundError('data folder %s not found: pass --data DIR, the CNNMRF data '
-                                'folder with content/, style/ and examples/' % args.data)
     chosen = [f for f in FIGURES if args.only is None or f.name in args.only]
+    showcases = args.only is None or SHOWCASES in args.only
+    for wanted, folder, option, kind in ((chosen, args.data, '--data', 'the CNNMRF data folder '
+                                          'with content/, style/ and examples/'),
+                                         (showcases, args.doodle_data, '--doodle_data',
+                                          "neural-doodle's samples and examples/")):
+        if wanted and not os.path.isdir(folder):
+            raise FileNotFoundError('data folder %s not found: pass %s DIR, %s'
+                                    % (folder, option, kind))
     overrides = {k: v for k, v in (('max_size', args.max_size),
                                    ('iterations', args.iterations)) if v is not None}
     for sheet in reproduce(args.data, args.out, figures=chosen, device=args.gpu,
@@ -590,8 +610,17 @@ def main(argv=None):
     if args.export is not None:
         for path in export(args.out, args.export, chosen):
             print('exported %s' % path)
-    # Imported here, not above: both modules import this one.
-    from paper import balance, comparison
+    # Imported here, not above: these modules import this one.
+    from paper import balance, comparison, doodles
+    if showcases:
+        for path in doodles.reproduce(
+                args.doodle_data, args.out, device=args.gpu, reuse=args.reuse,
+                progress=lambda line: print(line, flush=True),
+                **({} if args.iterations is None else {'iterations': args.iterations})):
+            print('sheet %s' % path)
+        if args.export is not None:
+            for path in doodles.export(args.out, args.export):
+                print('exported %s' % path)
     reports = {'neural_style': comparison.report, 'balance': balance.report}
     for figure in chosen:
         if figure.name in reports:

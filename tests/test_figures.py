@@ -241,3 +241,67 @@ def test_the_new_figures_runs_and_references(data_dir):
 def test_markdown_table():
     assert figures.markdown_table(('a', 'b'), [('1', '2'), ('3', '4')]) == (
         '| a | b |\n|---|---|\n| 1 | 2 |\n| 3 | 4 |\n')
+
+
+@pytest.fixture
+def doodle_data(tmp_path):
+    """A data folder laid out as neural-doodle's, filled with small generated images."""
+    from paper import doodles
+    folder = tmp_path / 'doodle_data'
+    for path in doodles.required_files():
+        target = folder / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if path.startswith('examples/'):  # a published figure, as large as neural-doodle's
+            picture = numpy.full((899 if 'Portraits' in path else 385, 960, 3), 200, numpy.uint8)
+        elif path.endswith('_sem.png'):
+            picture = numpy.zeros((48, 64, 3), numpy.uint8)
+            picture[:, :32, 0] = picture[:, 32:, 2] = 255  # two regions
+        else:
+            picture = style_stripes()[:48, :64] if path in ('Seth.jpg',) else style_stripes()
+        image.save_image(str(target), picture)
+    # A style map takes its painting's size.
+    for style in ('Monet', 'Renoir', 'Gogh'):
+        sem = numpy.zeros(style_stripes().shape, numpy.uint8)
+        sem[:, :40, 0] = sem[:, 40:, 2] = 255
+        image.save_image(str(folder / (style + '_sem.png')), sem)
+    return str(folder)
+
+
+def test_the_showcases_at_a_tiny_size(doodle_data, tmp_path, vgg16_path):
+    from paper import doodles
+    out = str(tmp_path / 'out')
+    lines = []
+    written = doodles.reproduce(doodle_data, out, progress=lines.append, model=vgg16_path,
+                                arch='vgg16', iterations=1, resolution_num=1)
+    assert [os.path.basename(p) for p in written] == [
+        'showcase_coastline.png', 'showcase_landscape.png', 'showcase_seth.png',
+        'showcases.md']
+    assert len(lines) == 6 and all('MiB' in line for line in lines)
+    for showcase in doodles.SHOWCASES:
+        for preset in doodles.PRESETS:
+            record = doodles.load_record(os.path.join(out, 'showcases', '%s_%s'
+                                                      % (showcase.name, preset)))
+            # The dsanno run at the map's width; every run at the map's size, one step.
+            assert (record['size'], record['steps'], record['levels']) == ('64x48', 1, 1)
+            assert record['settings']['preset'] == preset and record['peak_mib'] > 100
+            assert record['preset_fields']['name'] == preset
+    seth = doodles.load_record(os.path.join(out, 'showcases', 'seth_doodle'))
+    assert 'content_4_2' in seth['last_energy']
+    # The published result is cut out of its figure: Seth's is 338 x 413 of 960 x 899.
+    assert doodles.published(doodles.SHOWCASES[2], doodle_data).shape == (413, 338, 3)
+    table = open(written[-1]).read().splitlines()
+    assert len(table) == 8 and table[2].startswith('| Coastline from Monet | doodle | 64x48 |')
+    # A finished run with the same settings is reused, not run again.
+    again = []
+    doodles.reproduce(doodle_data, out, progress=again.append, reuse=True, model=vgg16_path,
+                      arch='vgg16', iterations=1, resolution_num=1)
+    assert [line.split(':')[0] for line in again] == [line.split(':')[0] for line in lines]
+    assert doodles.load_record(os.path.join(out, 'showcases', 'seth_doodle')) == seth
+    exported = doodles.export(out, str(tmp_path / 'docs'))
+    assert len(exported) == 6 and all(os.path.isfile(p) for p in exported)
+
+
+def test_the_showcases_name_missing_files(tmp_path):
+    from paper import doodles
+    with pytest.raises(FileNotFoundError, match='lacks Coastline_sem.png, Gogh.jpg'):
+        doodles.check_data(str(tmp_path))
