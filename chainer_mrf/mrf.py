@@ -127,13 +127,17 @@ class MRFTerm:
         xp = bank.xp
         empty = xp.zeros((1, channels, height, width), numpy.float32)
         self.coverage = self._coverage(empty) if overlap == 'average' else None
-        # With a content map, or normalised pixels, the queries are the synthesised patches'
-        # columns as matched (overwritten at every step) then the map's (filled once).
+        # With a content map the queries are the synthesised patches' columns (overwritten at
+        # every step) then the map's (filled once). Normalised pixels are extracted at each
+        # step from a map of the normalised features (overwritten) and the map's channels.
         if content_map is not None:
             empty = xp.concatenate([empty, content_map], 1)
-        self.queries = (None if content_map is None and pixel_norms is None else
-                        patches.extract_patches_array(empty, patch_size, **self.grid))
-        queries_dim = self.dim if self.queries is None else self.queries.shape[1]
+        self.queries = self.normalised = None
+        if pixel_norms is not None:
+            self.normalised = empty
+        elif content_map is not None:
+            self.queries = patches.extract_patches_array(empty, patch_size, **self.grid)
+        queries_dim = empty.shape[1] * patch_size ** 2
         if bank.dim != queries_dim:
             raise ValueError('the style bank holds patches of length %d, but the synthesised '
                              'ones have %d' % (bank.dim, queries_dim))
@@ -147,10 +151,13 @@ class MRFTerm:
         """The layer's energy for the synthesised feature map ``feature`` (1, C, H, W)."""
         synthesised = patches.extract_patches(feature, self.patch_size, **self.grid)
         queries = synthesised.array
-        if self.pixel_norms is not None:
-            self.queries[:, :self.dim] = patches.extract_patches_array(
-                matching_features(feature, normalisation='pixel'), self.patch_size, **self.grid)
-            queries = self.queries
+        if self.normalised is not None:
+            features = feature.array
+            channels = features.shape[1]
+            xp = chainer.backend.get_array_module(features)
+            xp.divide(features, _pixel_norms(features), out=self.normalised[:, :channels])
+            queries = patches.extract_patches_array(self.normalised, self.patch_size,
+                                                    **self.grid)
         elif self.queries is not None:
             self.queries[:, :self.dim] = synthesised.array
             queries = self.queries
@@ -160,10 +167,13 @@ class MRFTerm:
         # The map columns steered the matching; the energy compares the features only.
         matched = matched.array[:, :self.dim]
         if self.pixel_norms is not None:
-            # The bank holds unit pixels: its entries' own norms make them features again.
-            count = len(matched)
-            matched = (matched.reshape(count, -1, self.patch_size ** 2)
-                       * self.pixel_norms[nearest.indices][:, None, :]).reshape(count, -1)
+            # The bank holds unit pixels: its entries' own norms make them features again, in
+            # place, in the (D, P) layout in which the targets lie (patches.py).
+            xp = chainer.backend.get_array_module(matched)
+            columns = xp.ascontiguousarray(matched.T)  # a view of the bank's targets
+            columns.reshape(-1, self.patch_size ** 2, len(matched))[...] *= \
+                self.pixel_norms[nearest.indices].T
+            matched = columns.T
         coverage = self.coverage
         if threshold is not None:
             keep = scores.array >= threshold

@@ -5,8 +5,9 @@ neural-doodle's samples, maps and published images are in its data folder (``sam
 ``docs/`` of alexjc/neural-doodle; here ``../shared/data/neural-doodle``, never committed). Each
 showcase runs with the ``doodle`` preset, with the phases and iterations of the command its
 README gives, and with the dsanno preset at the same size and the same number of steps per level
-(the existing preset that makes the best doodles). Each run is a Python process of its own, so
-that its wall time and peak memory are its own: ``<out>/showcases/<showcase>_<preset>/`` holds ``out.png``
+(the existing preset that makes the best doodles); a showcase may add runs of its own
+(:attr:`Showcase.extra`). Each run is a Python process of its own, so that its wall time and
+peak memory are its own: ``<out>/showcases/<showcase>_<run>/`` holds ``out.png``
 and ``record.json`` (the settings, the seconds, the peak resident memory, each step's energy
 terms); ``<out>/sheets/showcase_<showcase>.png`` puts the inputs, our two results and the
 published one side by side, and ``<out>/sheets/showcases.md`` tabulates the times and memory.
@@ -54,6 +55,7 @@ class Showcase:
         remote (str): the published figure's path in neural-doodle's repository.
         phases (int): its command's ``--phases``.
         iterations (int): its command's ``--iterations``.
+        extra (tuple): runs besides :data:`RUNS`, as :data:`RUNS` gives them. Default: none.
     """
 
     name: str
@@ -67,6 +69,11 @@ class Showcase:
     remote: str
     phases: int
     iterations: int
+    extra: typing.Tuple[typing.Tuple[str, str, str, typing.Tuple], ...] = ()
+
+    def runs(self):
+        """Every run of the showcase: :data:`RUNS`, then its own."""
+        return RUNS + self.extra
 
 
 SHOWCASES = (
@@ -78,22 +85,29 @@ SHOWCASES = (
              'docs/Landscape_example.png', 3, 80),
     Showcase('seth', 'Seth as Gogh', 'Seth.jpg', 'Seth_sem.png', 'Gogh.jpg', 'Gogh_sem.png',
              'examples/Portraits_example.jpg', (622, 463, 960, 876),
-             'docs/Portraits_example.jpg', 4, 40),
+             'docs/Portraits_example.jpg', 4, 40,
+             # With VGG16 the literal content weight 10 gives Gogh's own portrait back (so do
+             # 40 and 160); 1000 keeps Seth as neural-doodle's result does (docs/figures.md).
+             extra=(('doodle_content', 'ours, doodle preset, content weight 1000', 'doodle',
+                     (('content_weight', 1000.0),)),)),
 )
 
-#: The presets each showcase runs with.
-PRESETS = ('doodle', 'dsanno')
+#: The runs of every showcase: (name, caption, preset, preset fields as (field, value) pairs).
+RUNS = (('doodle', 'ours, doodle preset', 'doodle', ()),
+        ('dsanno', 'ours, dsanno preset', 'dsanno', ()))
 
 
-def options(showcase, preset, data_dir):
+def options(showcase, run, data_dir):
     """The preset fields of a showcase's run: neural-doodle's phases and iterations, and for
     the dsanno preset the map's width (its levels are at most 3) and the same steps per level;
-    seed 0."""
+    seed 0; then the run's own fields."""
+    _, _, preset, fields = run
     if preset == 'doodle':
-        return {'resolution_num': showcase.phases, 'iterations': showcase.iterations, 'seed': 0}
-    width = image.load_image(os.path.join(data_dir, showcase.content_map)).shape[1]
-    return {'width': width, 'resolution_num': min(showcase.phases, 3),
-            'iterations': showcase.iterations, 'seed': 0}
+        chosen = {'resolution_num': showcase.phases}
+    else:
+        width = image.load_image(os.path.join(data_dir, showcase.content_map)).shape[1]
+        chosen = {'width': width, 'resolution_num': min(showcase.phases, 3)}
+    return {**chosen, 'iterations': showcase.iterations, 'seed': 0, **dict(fields)}
 
 
 def required_files(showcases=SHOWCASES):
@@ -113,7 +127,7 @@ def check_data(data_dir, showcases=SHOWCASES):
 
 def reproduce(data_dir, out_dir, *, showcases=SHOWCASES, device=-1, progress=None,
               reuse=False, **overrides):
-    """Runs each showcase with each of :data:`PRESETS`, each in a process of its own, and
+    """Runs each showcase's runs (:meth:`Showcase.runs`), each in a process of its own, and
     draws the sheets and the table.
 
     Args:
@@ -133,16 +147,16 @@ def reproduce(data_dir, out_dir, *, showcases=SHOWCASES, device=-1, progress=Non
     check_data(data_dir, showcases)
     records = {}
     for showcase in showcases:
-        for preset in PRESETS:
-            folder = os.path.join(out_dir, 'showcases', '%s_%s' % (showcase.name, preset))
-            settings = {'preset': preset, 'device': device,
-                        **options(showcase, preset, data_dir), **overrides}
+        for run in showcase.runs():
+            folder = _folder(out_dir, showcase, run)
+            settings = {'preset': run[2], 'device': device,
+                        **options(showcase, run, data_dir), **overrides}
             record = load_record(folder)
             if not (reuse and record is not None and record['settings'] == settings):
                 record = _run(showcase, settings, data_dir, folder)
-            records[showcase.name, preset] = record
+            records[showcase.name, run[0]] = record
             if progress is not None:
-                progress('%s (%s): %.0f s, peak %d MiB' % (showcase.name, preset,
+                progress('%s (%s): %.0f s, peak %d MiB' % (showcase.name, run[0],
                                                            record['seconds'],
                                                            record['peak_mib']))
     os.makedirs(os.path.join(out_dir, 'sheets'), exist_ok=True)
@@ -175,19 +189,19 @@ def published(showcase, data_dir):
 
 def markdown(showcases, records):
     """The table of runs: size, levels and steps, wall time, peak memory."""
-    lines = ['| showcase | preset | size | levels x steps | wall time | peak memory |',
+    lines = ['| showcase | run | size | levels x steps | wall time | peak memory |',
              '|---|---|---|---|---|---|']
     for showcase in showcases:
-        for preset in PRESETS:
-            record = records[showcase.name, preset]
+        for name, caption, _, _ in showcase.runs():
+            record = records[showcase.name, name]
             lines.append('| %s | %s | %s | %d x %s | %.0f s | %d MiB |' % (
-                showcase.title, preset, record['size'], record['levels'],
+                showcase.title, caption[len('ours, '):], record['size'], record['levels'],
                 record['settings']['iterations'], record['seconds'], record['peak_mib']))
     return '\n'.join(lines) + '\n'
 
 
 def export(out_dir, target_dir, showcases=SHOWCASES):
-    """Writes our results into ``target_dir`` as small PNGs, ``showcase_<name>_<preset>.png``
+    """Writes our results into ``target_dir`` as small PNGs, ``showcase_<name>_<run>.png``
     (:func:`paper.figures.save_small`); neural-doodle's images are linked, not copied.
 
     Returns:
@@ -197,11 +211,17 @@ def export(out_dir, target_dir, showcases=SHOWCASES):
     os.makedirs(target_dir, exist_ok=True)
     written = []
     for showcase in showcases:
-        for preset in PRESETS:
-            name = '%s_%s' % (showcase.name, preset)
-            written.append(os.path.join(target_dir, 'showcase_%s.png' % name))
-            save_small(os.path.join(out_dir, 'showcases', name, 'out.png'), written[-1])
+        for run in showcase.runs():
+            folder = _folder(out_dir, showcase, run)
+            written.append(os.path.join(target_dir, 'showcase_%s.png'
+                                        % os.path.basename(folder)))
+            save_small(os.path.join(folder, 'out.png'), written[-1])
     return written
+
+
+def _folder(out_dir, showcase, run):
+    """A run's folder: ``<out>/showcases/<showcase>_<run>``."""
+    return os.path.join(out_dir, 'showcases', '%s_%s' % (showcase.name, run[0]))
 
 
 def _run(showcase, settings, data_dir, folder):
@@ -275,11 +295,11 @@ def _sheet(showcase, data_dir, out_dir):
     panels = []
     if showcase.content:
         panels.append((image.load_image(os.path.join(data_dir, showcase.content)), 'content'))
-    panels += [(image.load_image(os.path.join(data_dir, showcase.content_map)), 'doodle'),
+    panels += [(image.load_image(os.path.join(data_dir, showcase.content_map)),
+                'content map' if showcase.content else 'doodle'),
                (image.load_image(os.path.join(data_dir, showcase.style)), 'style')]
-    for preset in PRESETS:
-        folder = os.path.join(out_dir, 'showcases', '%s_%s' % (showcase.name, preset))
-        panels.append((image.load_image(os.path.join(folder, 'out.png')),
-                       'ours, %s preset' % preset))
+    for run in showcase.runs():
+        panels.append((image.load_image(os.path.join(_folder(out_dir, showcase, run),
+                                                     'out.png')), run[1]))
     panels.append((published(showcase, data_dir), 'neural-doodle (published)'))
     return _montage([panels], showcase.title)
