@@ -79,7 +79,15 @@ class Showcase:
 SHOWCASES = (
     Showcase('coastline', 'Coastline from Monet', None, 'Coastline_sem.png', 'Monet.jpg',
              'Monet_sem.png', 'examples/Coastline_example.png', (345, 0, 960, 385),
-             'docs/Coastline_example.png', 3, 40),
+             'docs/Coastline_example.png', 3, 40,
+             # The arch at width 256, where the dsanno preset's matching closed it: with its
+             # own map weighting, neural-doodle's, and rotated style copies.
+             extra=tuple(('dsanno_256' + suffix, 'ours, dsanno preset, width 256' + caption,
+                          'dsanno', (('width', 256),) + fields) for suffix, caption, fields in (
+                 ('', '', ()),
+                 ('_pixel', ", neural-doodle's map weighting",
+                  (('match_normalisation', 'pixel'), ('semantic_weight', 10.0))),
+                 ('_rotated', ', rotated copies', (('num_rotation', 1),))))),
     Showcase('landscape', 'Landscape from Renoir', None, 'Landscape_sem.png', 'Renoir.jpg',
              'Renoir_sem.png', 'examples/Landscape_example.png', (345, 0, 960, 385),
              'docs/Landscape_example.png', 3, 80),

@@ -276,13 +276,14 @@ def test_the_showcases_at_a_tiny_size(doodle_data, tmp_path, vgg16_path):
     assert [os.path.basename(p) for p in written] == [
         'showcase_coastline.png', 'showcase_landscape.png', 'showcase_seth.png',
         'showcases.md']
-    assert len(lines) == 7 and all('MiB' in line for line in lines)
+    assert len(lines) == 10 and all('MiB' in line for line in lines)
     for showcase in doodles.SHOWCASES:
         for name, _, preset, _ in showcase.runs():
             record = doodles.load_record(os.path.join(out, 'showcases', '%s_%s'
                                                       % (showcase.name, name)))
-            # The dsanno run at the map's width; every run at the map's size, one step.
-            assert (record['size'], record['steps'], record['levels']) == ('64x48', 1, 1)
+            # The dsanno run at the map's width (or its own); one step.
+            size = '256x192' if '256' in name else '64x48'
+            assert (record['size'], record['steps'], record['levels']) == (size, 1, 1)
             assert record['settings']['preset'] == preset and record['peak_mib'] > 100
             assert record['preset_fields']['name'] == preset
     fields = doodles.load_record(os.path.join(out, 'showcases', 'seth_doodle_content'))
@@ -292,7 +293,7 @@ def test_the_showcases_at_a_tiny_size(doodle_data, tmp_path, vgg16_path):
     # The published result is cut out of its figure: Seth's is 338 x 413 of 960 x 899.
     assert doodles.published(doodles.SHOWCASES[2], doodle_data).shape == (413, 338, 3)
     table = open(written[-1]).read().splitlines()
-    assert len(table) == 9 and table[2].startswith(
+    assert len(table) == 12 and table[2].startswith(
         '| Coastline from Monet | doodle preset | 64x48 | 1 x 1 |')
     assert table[-1].startswith('| Seth as Gogh | doodle preset, content weight 1000 |')
     # A finished run with the same settings is reused, not run again.
@@ -302,7 +303,7 @@ def test_the_showcases_at_a_tiny_size(doodle_data, tmp_path, vgg16_path):
     assert [line.split(':')[0] for line in again] == [line.split(':')[0] for line in lines]
     assert doodles.load_record(os.path.join(out, 'showcases', 'seth_doodle')) == seth
     exported = doodles.export(out, str(tmp_path / 'docs'))
-    assert len(exported) == 7 and all(os.path.isfile(p) for p in exported)
+    assert len(exported) == 10 and all(os.path.isfile(p) for p in exported)
 
 
 def test_the_showcases_name_missing_files(tmp_path):
