@@ -318,7 +318,8 @@ def test_shim_drives_the_gpu_path_of_match(shim_launch, monkeypatch, block):
 
 
 @pytest.mark.parametrize('preset,size', [('dsanno', dict(width=256, iterations=(1, 1, 1))),
-                                         ('cnnmrf', dict(max_size=128, iterations=(2, 2, 2)))])
+                                         ('cnnmrf', dict(max_size=128, iterations=(2, 2, 2))),
+                                         ('doodle', dict(iterations=(2, 2, 3)))])
 def test_whole_synthesis_on_the_gpu_path_equals_the_cpu_path(shim_launch, monkeypatch,
                                                              vgg16_path, preset, size):
     """A synthesis taking the choices a GPU run takes, on NumPy arrays: the layers' GPU path
