@@ -338,6 +338,21 @@ class Preprocessing:
     scale: float
     mean_bgr: tuple
 
+    def from_pixels(self, bgr):
+        """Pixel values (0-255, BGR along axis 1, any values: noise, bounds) in the network's
+        space, ``bgr * scale - mean``, computed in float64.
+
+        Shape:
+            bgr: (N, 3, ...). Output: the same.
+
+        Examples:
+            >>> DSANNO.from_pixels(numpy.zeros((1, 3))).tolist()
+            [[-104.0, -117.0, -124.0]]
+        """
+        mean = numpy.asarray(self.mean_bgr, numpy.float64).reshape(
+            (1, 3) + (1,) * (numpy.ndim(bgr) - 2))
+        return numpy.asarray(bgr, numpy.float64) * self.scale - mean
+
 
 #: dsanno's ``VGG.preprocess`` (``src/net.py``): RGB->BGR, 0-255, minus (104, 117, 124).
 DSANNO = Preprocessing(scale=1.0, mean_bgr=(104.0, 117.0, 124.0))
@@ -368,9 +383,8 @@ def preprocess(rgb, preprocessing):
         [-74.0, -97.0, -114.0]
     """
     _check_rgb(rgb)
-    bgr = rgb[:, :, ::-1].astype(numpy.float64) * preprocessing.scale
-    x = bgr - numpy.asarray(preprocessing.mean_bgr, dtype=numpy.float64)
-    return x.transpose(2, 0, 1)[None].astype(numpy.float32)
+    return preprocessing.from_pixels(rgb[:, :, ::-1].transpose(2, 0, 1)[None]).astype(
+        numpy.float32)
 
 
 def deprocess(x, preprocessing):

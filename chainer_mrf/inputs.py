@@ -275,8 +275,7 @@ def noise(shape, kind, rng, preprocessing=image_lib.DSANNO):
         return rng.uniform(-20, 20, size=(1, 3) + tuple(shape)).astype(numpy.float32)
     if kind == 'pixels':
         pixels = rng.uniform(*NOISE_PIXELS, size=(1, 3) + tuple(shape))
-        mean = numpy.array(preprocessing.mean_bgr).reshape(1, 3, 1, 1)
-        return (pixels * preprocessing.scale - mean).astype(numpy.float32)
+        return preprocessing.from_pixels(pixels).astype(numpy.float32)
     # Cast, then scaled in float32, as both originals round it (dsanno's
     # ``normal(...).astype(float32) * 0.001``, Torch's ``randn(...):float():mul(0.001)``).
     return (rng.standard_normal((1, 3) + tuple(shape)).astype(numpy.float32)

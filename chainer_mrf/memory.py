@@ -33,6 +33,7 @@ import collections
 import dataclasses
 import math
 import os
+import sys
 import typing
 
 import numpy
@@ -190,6 +191,24 @@ def available(device=-1):
     if found is None or (headroom is not None and headroom < found):
         found = headroom
     return found
+
+
+def peak_resident():
+    """This process's peak resident memory since it started (its ``exec``), in bytes.
+
+    ``VmHWM`` of ``/proc/self/status``; where there is none, ``ru_maxrss``, which in a child
+    process can begin at its parent's peak (the child starts as a copy of it).
+
+    Examples:
+        >>> peak_resident() > 0
+        True
+    """
+    found = _proc_bytes('/proc/self/status', 'VmHWM:')
+    if found is not None:
+        return found
+    import resource  # not on Windows, where neither is /proc
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (
+        1 if sys.platform == 'darwin' else 1024)  # bytes there, kibibytes elsewhere
 
 
 def check(config, inputs, device=-1, limit=None, *, shards=1, sharing=1):
@@ -553,17 +572,25 @@ def _gpu_id(device):
 
 def _meminfo_available():
     """``MemAvailable`` of ``/proc/meminfo`` in bytes, else the free pages, else ``None``."""
-    try:
-        with open('/proc/meminfo', encoding='ascii') as f:
-            for line in f:
-                if line.startswith('MemAvailable:'):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
+    found = _proc_bytes('/proc/meminfo', 'MemAvailable:')
+    if found is not None:
+        return found
     try:
         return os.sysconf('SC_AVPHYS_PAGES') * os.sysconf('SC_PAGE_SIZE')
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def _proc_bytes(path, key):
+    """The ``key: N kB`` line of a ``/proc`` file, in bytes, or ``None``."""
+    try:
+        with open(path, encoding='ascii') as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 _CGROUP = '/sys/fs/cgroup'

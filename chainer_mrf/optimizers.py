@@ -477,12 +477,17 @@ class LBFGSB:
         param, = target.params()
         self.target = target
         self.stopped = None
-        shape = (1, -1) + (1,) * (param.array.ndim - 2)
         xp = backend.get_array_module(param.array)
-        lower = xp.asarray(self.lower, numpy.float32).reshape(shape)
-        upper = xp.asarray(self.upper, numpy.float32).reshape(shape)
+        lower, upper = (xp.asarray(bound, numpy.float32) for bound in self._bounds(param.shape))
         xp.clip(param.array, lower, upper, out=param.array)
         return self
+
+    def _bounds(self, shape):
+        """The lowest and highest values of every element of a parameter of ``shape``, float64
+        (read-only broadcast views)."""
+        per_channel = (1, -1) + (1,) * (len(shape) - 2)
+        return tuple(numpy.broadcast_to(numpy.asarray(bound, numpy.float64).reshape(per_channel),
+                                        shape) for bound in (self.lower, self.upper))
 
     def update(self, energy):
         """Answers SciPy's point (the parameter) with ``energy`` and the parameter's gradient,
@@ -517,11 +522,7 @@ class LBFGSB:
 
     def _start(self, param):
         x0 = _host(param.array).astype(numpy.float64).ravel()
-        channels = param.shape[1]
-        lower = numpy.broadcast_to(numpy.asarray(self.lower, numpy.float64).reshape(1, -1, 1),
-                                   (1, channels, x0.size // channels)).ravel()
-        upper = numpy.broadcast_to(numpy.asarray(self.upper, numpy.float64).reshape(1, -1, 1),
-                                   (1, channels, x0.size // channels)).ravel()
+        lower, upper = (bound.ravel() for bound in self._bounds(param.shape))
         self._requests, self._replies = queue.Queue(), queue.Queue()
         self._accepted = [x0]
         self._thread = threading.Thread(

@@ -1,7 +1,8 @@
 """Coarse-to-fine levels: which levels, the level images, and carrying a result up a level.
 
-A level is named by its factor f (4, 2, 1 for three levels, 8, 4, 2, 1 for four; coarse first): its images are about
-1/f of the full size. Each original builds them its own way, and a preset names one class:
+A level is named by its factor f (4, 2, 1 for three levels, 8, 4, 2, 1 for four; coarse
+first): its images are about 1/f of the full size. Each original builds them its own way, and a
+preset names one class:
 
 - :class:`SubsamplePyramid` (dsanno): a level is the plain subsample ``x[..., ::f, ::f]`` of the
   full preprocessed image, a level narrower than 64 pixels is skipped, and a result moves up by

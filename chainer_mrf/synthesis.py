@@ -220,16 +220,15 @@ def synthesize(content=None, style=None, *, inputs=None, content_map=None, style
         factors = levels.factors(prepared.shape[1])
         rng = numpy.random.RandomState(config.seed)
         pixels = prepared.preprocessing
+        # L-BFGS-B's bounds: every pixel in [0, 255]
+        lower, upper = (tuple(pixels.from_pixels(numpy.full((1, 3), p))[0]) for p in (0, 255))
         optimizer = optimizers.create(config.optimizer, lr=config.lr,
                                       history_size=config.lbfgs_history,
                                       ys_floor=config.lbfgs_ys_floor,
                                       scale_first_step=config.lbfgs_scale_first_step,
                                       pair=config.lbfgs_pair, tolerance_x=config.lbfgs_tolerance_x,
                                       tolerance_fun=config.lbfgs_tolerance_fun,
-                                      # L-BFGS-B keeps every pixel in [0, 255]
-                                      lower=tuple(-m for m in pixels.mean_bgr),
-                                      upper=tuple(255 * pixels.scale - m
-                                                  for m in pixels.mean_bgr))
+                                      lower=lower, upper=upper)
         # The maps are full-size at every level: each layer's map is area-averaged from them.
         content_map = None if prepared.content_map is None else dev.send(prepared.content_map)
         style_maps = (None if prepared.style_maps is None

@@ -17,7 +17,6 @@ import dataclasses
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import typing
 import numpy
 from PIL import Image
 
-from chainer_mrf import _io, image, presets, synthesize
+from chainer_mrf import _io, image, memory, presets, synthesize
 
 #: The project's root folder (the child processes import ``paper`` from it).
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -233,7 +232,7 @@ def _folder(out_dir, showcase, run):
 
 
 def _run(showcase, settings, data_dir, folder):
-    """One run in a fresh process (spawned: its peak memory is its own); returns its record."""
+    """One run in a fresh Python process (its peak memory is its own); returns its record."""
     os.makedirs(folder, exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(folder, 'record.json'))  # not finished until written again
@@ -279,8 +278,7 @@ def _synthesize(showcase, settings, data_dir, folder):
     seconds = time.perf_counter() - start
     image.save_image(os.path.join(folder, 'out.png'), result)
     return {'settings': settings, 'seconds': seconds,
-            # Linux reports kibibytes
-            'peak_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+            'peak_mib': memory.peak_resident() >> 20,
             'size': '%dx%d' % (result.shape[1], result.shape[0]),
             'levels': len({level for level, _ in steps}), 'steps': len(steps),
             'last_energy': steps[-1][1], 'date': time.strftime('%Y-%m-%d'),
